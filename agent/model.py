@@ -1,0 +1,82 @@
+"""Builds the Gemini realtime model from settings: the one path to Gemini."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.genai import types
+
+from .realtime import KaiwaRealtimeModel
+from .settings import Settings
+
+_START = {
+    "high": types.StartSensitivity.START_SENSITIVITY_HIGH,
+    "low": types.StartSensitivity.START_SENSITIVITY_LOW,
+}
+_END = {
+    "high": types.EndSensitivity.END_SENSITIVITY_HIGH,
+    "low": types.EndSensitivity.END_SENSITIVITY_LOW,
+}
+_BEHAVIOR = {"blocking": types.Behavior.BLOCKING, "non_blocking": types.Behavior.NON_BLOCKING}
+_SCHEDULING = {
+    "interrupt": types.FunctionResponseScheduling.INTERRUPT,
+    "when_idle": types.FunctionResponseScheduling.WHEN_IDLE,
+    "silent": types.FunctionResponseScheduling.SILENT,
+}
+
+
+def realtime_input_config(settings: Settings) -> types.RealtimeInputConfig | None:
+    """Server VAD tuning; None keeps Gemini's defaults (nothing sent)."""
+    vad: dict[str, Any] = {}
+    if settings.vad_start_sensitivity in _START:
+        vad["start_of_speech_sensitivity"] = _START[settings.vad_start_sensitivity]
+    if settings.vad_end_sensitivity in _END:
+        vad["end_of_speech_sensitivity"] = _END[settings.vad_end_sensitivity]
+    if settings.vad_silence_ms is not None:
+        vad["silence_duration_ms"] = settings.vad_silence_ms
+    if settings.vad_prefix_padding_ms is not None:
+        vad["prefix_padding_ms"] = settings.vad_prefix_padding_ms
+    if not vad:
+        return None
+    return types.RealtimeInputConfig(
+        automatic_activity_detection=types.AutomaticActivityDetection(**vad)
+    )
+
+
+def compression_config(settings: Settings) -> types.ContextWindowCompressionConfig | None:
+    """Sliding-window compression keeps sessions alive past the 15-minute audio limit."""
+    if not settings.compression_trigger_tokens:
+        return None
+    window = types.SlidingWindow(target_tokens=settings.compression_target_tokens or None)
+    return types.ContextWindowCompressionConfig(
+        trigger_tokens=settings.compression_trigger_tokens, sliding_window=window
+    )
+
+
+def build_realtime_model(settings: Settings, *, instructions: str) -> KaiwaRealtimeModel:
+    kwargs: dict[str, Any] = {
+        "instructions": instructions,
+        "model": settings.model,
+        "voice": settings.voice,
+    }
+    if settings.use_vertexai:
+        kwargs |= {
+            "vertexai": True,
+            "project": settings.google_cloud_project,
+            "location": settings.google_cloud_location,
+        }
+    elif settings.google_api_key is not None:
+        kwargs["api_key"] = settings.google_api_key.get_secret_value()
+    if settings.language:
+        kwargs["language"] = settings.language
+    if settings.temperature is not None:
+        kwargs["temperature"] = settings.temperature
+    if (ric := realtime_input_config(settings)) is not None:
+        kwargs["realtime_input_config"] = ric
+    if (cwc := compression_config(settings)) is not None:
+        kwargs["context_window_compression"] = cwc
+    if settings.tool_behavior in _BEHAVIOR:
+        kwargs["tool_behavior"] = _BEHAVIOR[settings.tool_behavior]
+    if settings.tool_scheduling in _SCHEDULING:
+        kwargs["tool_response_scheduling"] = _SCHEDULING[settings.tool_scheduling]
+    return KaiwaRealtimeModel(input_chunk_ms=settings.audio_frame_ms, **kwargs)

@@ -1,0 +1,156 @@
+"""The worker's settings: one typed object read from the environment and `.env`.
+
+Every field is documented in `.env.example` with its default. Secrets are `SecretStr` so
+they never show up in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Sensitivity = Literal["high", "low", "default"]
+ToolBehavior = Literal["blocking", "non_blocking", "default"]
+ToolScheduling = Literal["interrupt", "when_idle", "silent", "default"]
+
+
+class SettingsError(RuntimeError):
+    """A configuration problem, worded as one line a person can act on."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- LiveKit ---
+    livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL")
+    livekit_api_key: str = Field("devkey", validation_alias="LIVEKIT_API_KEY")
+    livekit_api_secret: SecretStr = Field(
+        SecretStr("kaiwa-dev-secret-change-me-0123456789abcdef"),
+        validation_alias="LIVEKIT_API_SECRET",
+    )
+    agent_name: str = Field("kaiwa", validation_alias="KAIWA_AGENT_NAME")
+
+    # --- Google / Gemini ---
+    google_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    )
+    use_vertexai: bool = Field(False, validation_alias="GOOGLE_GENAI_USE_VERTEXAI")
+    google_cloud_project: str | None = Field(None, validation_alias="GOOGLE_CLOUD_PROJECT")
+    google_cloud_location: str = Field("us-central1", validation_alias="GOOGLE_CLOUD_LOCATION")
+    model: str = Field(
+        "gemini-2.5-flash-native-audio-preview-12-2025", validation_alias="KAIWA_MODEL"
+    )
+    voice: str = Field("Puck", validation_alias="KAIWA_VOICE")
+    language: str | None = Field(None, validation_alias="KAIWA_LANGUAGE")
+    instructions: str | None = Field(None, validation_alias="KAIWA_INSTRUCTIONS")
+    instructions_file: Path | None = Field(None, validation_alias="KAIWA_INSTRUCTIONS_FILE")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, validation_alias="KAIWA_TEMPERATURE")
+
+    # --- turn taking (Gemini's server-side VAD) ---
+    vad_start_sensitivity: Sensitivity = Field("default", validation_alias="KAIWA_VAD_START")
+    vad_end_sensitivity: Sensitivity = Field("default", validation_alias="KAIWA_VAD_END")
+    vad_silence_ms: int | None = Field(
+        None, ge=0, le=10_000, validation_alias="KAIWA_VAD_SILENCE_MS"
+    )
+    vad_prefix_padding_ms: int | None = Field(
+        None, ge=0, le=10_000, validation_alias="KAIWA_VAD_PREFIX_PADDING_MS"
+    )
+
+    # --- conversation ---
+    greeting: bool = Field(True, validation_alias="KAIWA_GREETING")
+    greeting_instructions: str = Field(
+        "Greet the caller briefly as the reception desk of a data-recovery service and ask "
+        "how you can help. Use the caller's language if you know it.",
+        validation_alias="KAIWA_GREETING_INSTRUCTIONS",
+    )
+    video_input: bool = Field(True, validation_alias="KAIWA_VIDEO_INPUT")
+    timezone: str = Field("Asia/Tokyo", validation_alias="KAIWA_TIMEZONE")
+
+    # --- long sessions ---
+    compression_trigger_tokens: int | None = Field(
+        25_600, ge=0, validation_alias="KAIWA_COMPRESSION_TRIGGER_TOKENS"
+    )
+    compression_target_tokens: int | None = Field(
+        12_800, ge=0, validation_alias="KAIWA_COMPRESSION_TARGET_TOKENS"
+    )
+
+    # --- tools ---
+    tool_timeout_s: float = Field(15.0, gt=0, validation_alias="KAIWA_TOOL_TIMEOUT_S")
+    tool_behavior: ToolBehavior = Field("default", validation_alias="KAIWA_TOOL_BEHAVIOR")
+    tool_scheduling: ToolScheduling = Field("default", validation_alias="KAIWA_TOOL_SCHEDULING")
+    desk_db: Path = Field(PROJECT_ROOT / "data" / "desk.sqlite3", validation_alias="KAIWA_DESK_DB")
+
+    # --- audio path ---
+    audio_frame_ms: int = Field(20, ge=10, le=100, validation_alias="KAIWA_AUDIO_FRAME_MS")
+
+    # --- worker ---
+    drain_timeout_s: int = Field(300, ge=0, validation_alias="KAIWA_DRAIN_TIMEOUT_S")
+    worker_http_port: int = Field(8081, ge=0, le=65535, validation_alias="KAIWA_WORKER_HTTP_PORT")
+    job_executor: Literal["process", "thread"] = Field(
+        "process", validation_alias="KAIWA_JOB_EXECUTOR"
+    )
+
+    @field_validator(
+        "google_api_key",
+        "google_cloud_project",
+        "language",
+        "instructions",
+        "instructions_file",
+        "temperature",
+        "vad_silence_ms",
+        "vad_prefix_padding_ms",
+        "compression_trigger_tokens",
+        "compression_target_tokens",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _check_instructions_file(self) -> Settings:
+        if self.instructions_file is not None and not self.instructions_file.is_file():
+            raise ValueError(f"KAIWA_INSTRUCTIONS_FILE={self.instructions_file} does not exist")
+        return self
+
+    def require_google_credentials(self) -> None:
+        """Stop at start, before registering with LiveKit, when Gemini can't be reached."""
+        if self.use_vertexai:
+            if not self.google_cloud_project:
+                raise SettingsError(
+                    "GOOGLE_CLOUD_PROJECT is not set: Vertex AI mode "
+                    "(GOOGLE_GENAI_USE_VERTEXAI=true) needs a project id"
+                )
+            return
+        if self.google_api_key is None or not self.google_api_key.get_secret_value().strip():
+            raise SettingsError(
+                "GOOGLE_API_KEY is not set: put a Gemini API key in .env "
+                "(or set GOOGLE_GENAI_USE_VERTEXAI=true with GOOGLE_CLOUD_PROJECT)"
+            )
+
+    def resolved_instructions(self) -> str | None:
+        """Instructions from the file if given, else inline, else None (use the default persona)."""
+        if self.instructions_file is not None:
+            return self.instructions_file.read_text(encoding="utf-8").strip() or None
+        return self.instructions
+
+
+def load_settings() -> Settings:
+    """Read settings, turning validation errors into one readable line."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None

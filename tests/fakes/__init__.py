@@ -1,0 +1,1 @@
+"""Test fakes (protocol-faithful stand-ins for external services)."""

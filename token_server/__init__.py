@@ -1,0 +1,1 @@
+"""kaiwa token server: issues LiveKit room tokens and serves the web page."""
