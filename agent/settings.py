@@ -89,6 +89,9 @@ class Settings(BaseSettings):
 
     # --- audio path ---
     audio_frame_ms: int = Field(20, ge=10, le=100, validation_alias="KAIWA_AUDIO_FRAME_MS")
+    audio_input_rate: Literal[16000, 24000, 48000] = Field(
+        16000, validation_alias="KAIWA_AUDIO_INPUT_RATE"
+    )
 
     # --- worker ---
     drain_timeout_s: int = Field(300, ge=0, validation_alias="KAIWA_DRAIN_TIMEOUT_S")

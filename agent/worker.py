@@ -43,7 +43,7 @@ def room_options(settings: Settings) -> room_io.RoomOptions:
         # 16 kHz straight from the room's resampler: the plugin then skips its own
         # 24→16 kHz resampling step, and smaller frames cut input buffering latency.
         audio_input=room_io.AudioInputOptions(
-            sample_rate=16000, frame_size_ms=settings.audio_frame_ms
+            sample_rate=settings.audio_input_rate, frame_size_ms=settings.audio_frame_ms
         ),
         video_input=settings.video_input,
         text_input=True,

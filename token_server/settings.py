@@ -175,6 +175,15 @@ class Settings(BaseSettings):
 
     _split = field_validator("allowed_agent_names", "cors_origins", mode="before")(_split_commas)
 
+    @field_validator("web_dir", "public_livekit_url", mode="before")
+    @classmethod
+    def _blank_is_default(cls, v: object, info: Any) -> object:
+        # `KAIWA_WEB_DIR=` (as in .env.example) must mean "the default", never Path("")
+        # — that would serve the working directory, .env included.
+        if isinstance(v, str) and not v.strip():
+            return DEFAULT_WEB_DIR if info.field_name == "web_dir" else None
+        return v
+
     @model_validator(mode="after")
     def _default_allow_list(self) -> Settings:
         # The configured agent is always dispatchable; listing others is opt-in.
