@@ -6,11 +6,20 @@ they never show up in a repr or a log line.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +30,33 @@ ToolScheduling = Literal["interrupt", "when_idle", "silent", "default"]
 
 class SettingsError(RuntimeError):
     """A configuration problem, worded as one line a person can act on."""
+
+
+class MCPServerConfig(BaseModel):
+    """One MCP tool server (an item of KAIWA_MCP_SERVERS).
+
+    HTTP: {"name": "crm", "url": "http://host/mcp", "headers": {...}, "allowed_tools": [...]}
+    stdio: {"name": "files", "command": "python", "args": ["server.py"], "env": {...}}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=40)
+    url: str | None = None
+    transport: Literal["streamable_http", "sse"] = "streamable_http"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)  # may carry tokens
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    allowed_tools: list[str] | None = None
+    timeout_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerConfig:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"MCP server '{self.name}': give either 'url' or 'command'")
+        return self
 
 
 class Settings(BaseSettings):
@@ -87,6 +123,25 @@ class Settings(BaseSettings):
     tool_scheduling: ToolScheduling = Field("default", validation_alias="KAIWA_TOOL_SCHEDULING")
     desk_db: Path = Field(PROJECT_ROOT / "data" / "desk.sqlite3", validation_alias="KAIWA_DESK_DB")
 
+    # --- tool sources (beyond the built-in desk tools; see README "MCP and OpenAPI") ---
+    # The slow example tool's simulated lab lookup (check_lab_progress), seconds.
+    lab_delay_s: float = Field(3.0, ge=0, le=600, validation_alias="KAIWA_LAB_DELAY_S")
+    # MCP servers: a JSON list of MCPServerConfig objects.
+    mcp_servers: Annotated[list[MCPServerConfig], NoDecode] = Field(
+        default_factory=list, validation_alias="KAIWA_MCP_SERVERS"
+    )
+    # OpenAPI 3 backend: spec (file path or http(s) URL), base URL, one auth header
+    # ("Name: value"), and the operation ids to offer (comma list; required).
+    openapi_spec: str | None = Field(None, validation_alias="KAIWA_OPENAPI_SPEC")
+    openapi_base_url: str | None = Field(None, validation_alias="KAIWA_OPENAPI_BASE_URL")
+    openapi_auth_header: SecretStr | None = Field(
+        None, validation_alias="KAIWA_OPENAPI_AUTH_HEADER"
+    )
+    openapi_operations: str = Field("", validation_alias="KAIWA_OPENAPI_OPERATIONS")
+    # Gemini's built-in tools, run by Google (not available with the fake).
+    google_search: bool = Field(False, validation_alias="KAIWA_GOOGLE_SEARCH")
+    code_execution: bool = Field(False, validation_alias="KAIWA_CODE_EXECUTION")
+
     # --- audio path ---
     audio_frame_ms: int = Field(20, ge=10, le=100, validation_alias="KAIWA_AUDIO_FRAME_MS")
     audio_input_rate: Literal[16000, 24000, 48000] = Field(
@@ -111,17 +166,57 @@ class Settings(BaseSettings):
         "vad_prefix_padding_ms",
         "compression_trigger_tokens",
         "compression_target_tokens",
+        "openapi_spec",
+        "openapi_base_url",
+        "openapi_auth_header",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
 
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _mcp_json(cls, v: object) -> object:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return []
+        if isinstance(v, str):
+            try:
+                return json.loads(v)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"KAIWA_MCP_SERVERS is not valid JSON ({e})") from None
+        return v
+
     @model_validator(mode="after")
     def _check_instructions_file(self) -> Settings:
         if self.instructions_file is not None and not self.instructions_file.is_file():
             raise ValueError(f"KAIWA_INSTRUCTIONS_FILE={self.instructions_file} does not exist")
         return self
+
+    @model_validator(mode="after")
+    def _check_tool_sources(self) -> Settings:
+        names = [s.name for s in self.mcp_servers]
+        if len(set(names)) != len(names):
+            raise ValueError("KAIWA_MCP_SERVERS: server names must be unique")
+        if self.openapi_spec is not None:
+            if not self.openapi_base_url:
+                raise ValueError("KAIWA_OPENAPI_BASE_URL is required with KAIWA_OPENAPI_SPEC")
+            if not self.openapi_operation_ids:
+                raise ValueError(
+                    "KAIWA_OPENAPI_OPERATIONS must list the operation ids to offer "
+                    "(comma separated)"
+                )
+            if "://" not in self.openapi_spec and not Path(self.openapi_spec).is_file():
+                raise ValueError(f"KAIWA_OPENAPI_SPEC={self.openapi_spec} does not exist")
+        if self.openapi_auth_header is not None and ":" not in (
+            self.openapi_auth_header.get_secret_value()
+        ):
+            raise ValueError("KAIWA_OPENAPI_AUTH_HEADER must look like 'Name: value'")
+        return self
+
+    @property
+    def openapi_operation_ids(self) -> list[str]:
+        return [op.strip() for op in self.openapi_operations.split(",") if op.strip()]
 
     def require_google_credentials(self) -> None:
         """Stop at start, before registering with LiveKit, when Gemini can't be reached."""

@@ -223,10 +223,14 @@ class Desk:
         *,
         kind: ReturnKind | str = "return",
         actor: str = "agent",
+        today: dt.date | None = None,
     ) -> Case:
         """Set (or move) the date we send the device back ('return') or the customer
-        collects it ('pickup'). Only for open cases; the date may not be in the past."""
-        day = validate.return_date(date, today=dt.date.today())  # local calendar day
+        collects it ('pickup'). Only for open cases; the date may not be in the past.
+
+        ``today`` is the business's calendar day (the agent passes it in its configured
+        time zone); by default the machine's local date."""
+        day = validate.return_date(date, today=today or dt.date.today())
         kind_ = validate.return_kind(kind)
         actor = validate.actor(actor)
 

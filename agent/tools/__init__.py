@@ -1,6 +1,16 @@
 """kaiwa's function tools, one module per tool source.
 
-`build_tools(settings)` returns everything the agent offers Gemini.
+`build_tools(settings)` returns everything the agent offers Gemini:
+- desk.py    the service desk (cases, confirmations, the slow lab example)
+- clock.py   the current date/time in KAIWA_TIMEZONE
+- screen.py  the caller's screen over LiveKit RPC (ui.py is the RPC contract)
+- mcp.py     tools of MCP servers (KAIWA_MCP_SERVERS)
+- openapi.py operations of an OpenAPI 3 backend (KAIWA_OPENAPI_*)
+- builtin.py Gemini's own Google Search / code execution
+
+Adding a Python tool: write an `async def` taking `ctx: RunContext` in one of these
+modules (or a new one), decorate it with `@kaiwa_tool()`, and list it in that module's
+`TOOLS` (add the module to `_PYTHON_TOOL_MODULES` if new). See README "Adding a tool".
 """
 
 from __future__ import annotations
@@ -8,10 +18,23 @@ from __future__ import annotations
 from livekit.agents import llm
 
 from ..settings import Settings
-from . import runtime
+from . import clock, context, desk, runtime, screen
+from .builtin import build_builtin_tools
+from .mcp import build_mcp_toolsets
+from .openapi import build_openapi_toolsets
+
+_PYTHON_TOOL_MODULES = (desk, clock, screen)
+
+
+def python_tools() -> list[llm.Tool]:
+    return [t for m in _PYTHON_TOOL_MODULES for t in m.TOOLS]
 
 
 def build_tools(settings: Settings) -> list[llm.Tool | llm.Toolset]:
     runtime.set_default_timeout(settings.tool_timeout_s)
-    tools: list[llm.Tool | llm.Toolset] = []
+    context.configure(settings)
+    tools: list[llm.Tool | llm.Toolset] = [*python_tools()]
+    tools += build_mcp_toolsets(settings)
+    tools += build_openapi_toolsets(settings)
+    tools += build_builtin_tools(settings)
     return tools

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 import time
@@ -116,6 +117,15 @@ def _find_ctx(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RunContext | Non
     return None
 
 
+def _arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The call's arguments by name (the framework passes them positionally), minus ctx."""
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        bound = {"args": args, **kwargs}
+    return {k: v for k, v in bound.items() if not isinstance(v, RunContext)}
+
+
 def kaiwa_tool(
     *,
     name: str | None = None,
@@ -123,11 +133,17 @@ def kaiwa_tool(
     timeout_s: float | None = None,
     behavior: Behavior | None = None,
     scheduling: Scheduling | None = None,
-) -> Callable[[Callable[P, Awaitable[R]]], llm.FunctionTool]:
-    """`@function_tool` plus timeout, cancellation, logging and UI activity."""
+    raw_schema: dict[str, Any] | None = None,
+) -> Callable[[Callable[P, Awaitable[R]]], llm.FunctionTool | llm.RawFunctionTool]:
+    """`@function_tool` plus timeout, cancellation, logging and UI activity.
 
-    def deco(fn: Callable[P, Awaitable[R]]) -> llm.FunctionTool:
-        tool_name = name or fn.__name__
+    With `raw_schema` ({"name", "description", "parameters"}) the tool is a raw function
+    tool (handler `async def f(raw_arguments: dict, ctx: RunContext)`), as used for MCP and
+    OpenAPI tools.
+    """
+
+    def deco(fn: Callable[P, Awaitable[R]]) -> llm.FunctionTool | llm.RawFunctionTool:
+        tool_name = str(raw_schema["name"]) if raw_schema else (name or fn.__name__)
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -162,7 +178,7 @@ def kaiwa_tool(
             except (ToolError, StopResponse):
                 raise
             except Exception:
-                arguments = {k: v for k, v in kwargs.items() if not isinstance(v, RunContext)}
+                arguments = _arguments(fn, args, kwargs)
                 logger.exception(
                     "tool failed unexpectedly",
                     extra={
@@ -188,7 +204,11 @@ def kaiwa_tool(
                     },
                 )
 
-        tool = function_tool(guarded, name=tool_name, description=description)
+        tool: llm.FunctionTool | llm.RawFunctionTool
+        if raw_schema is not None:
+            tool = function_tool(guarded, raw_schema=raw_schema)
+        else:
+            tool = function_tool(guarded, name=tool_name, description=description)
         POLICIES[tool_name] = ToolPolicy(
             timeout_s=timeout_s, behavior=behavior, scheduling=scheduling
         )

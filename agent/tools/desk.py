@@ -1,0 +1,265 @@
+"""Service-desk tools: thin adapters over `desk.Desk`.
+
+Each tool takes plain strings (so a bad value reaches the domain, whose refusal is a
+sentence written for the caller, instead of a schema error), runs the Desk off the event
+loop, and returns a short dict that reads well aloud. Consequential actions (cancel_case,
+set_quote) only propose; confirm_action performs them (see confirm.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from livekit.agents import RunContext, ToolError
+
+from desk import Case, CaseStatus, DeskError, next_states, parse_status, validate
+from desk.service import QUOTABLE
+
+from . import confirm
+from .context import checked, compact, desk_call, services
+from .runtime import kaiwa_tool
+from .ui_sync import show_case_later, status_changed_later
+
+
+def brief(case: Case) -> dict[str, Any]:
+    """What a caller wants to hear about a case, without empty fields."""
+    return compact(case.summary())
+
+
+def detail(case: Case) -> dict[str, Any]:
+    out = brief(case) | {"symptom": case.symptom, "phone": case.phone, "email": case.email}
+    if case.notes:
+        out["notes"] = len(case.notes)
+        out["latest_note"] = case.notes[-1].text
+    if case.status.is_open:
+        out["next_status"] = [s.value for s in next_states(case.status)]
+    return compact(out)
+
+
+@kaiwa_tool()
+async def create_case(
+    ctx: RunContext,
+    customer_name: str,
+    device_type: str,
+    symptom: str,
+    phone: str | None = None,
+    email: str | None = None,
+) -> dict[str, Any]:
+    """Open a new recovery case at intake. Ask for the name, the device and what happened
+    first; phone and email are optional but help find the case later.
+
+    Args:
+        customer_name: The customer's name as they said it (any script).
+        device_type: The device: HDD, SSD, USB stick, SD card, phone, RAID/NAS or other.
+        symptom: What happened to the device, in a sentence.
+        phone: The customer's phone number, digits as spoken.
+        email: The customer's email address.
+    """
+    case = await desk_call(
+        services().desk.create_case,
+        customer_name=customer_name,
+        device_type=device_type,
+        symptom=symptom,
+        phone=phone,
+        email=email,
+    )
+    show_case_later(case)
+    return brief(case) | {"say": f"Tell the caller their case number is {case.id}."}
+
+
+@kaiwa_tool()
+async def find_cases(
+    ctx: RunContext,
+    name: str | None = None,
+    phone: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """Find cases by customer name (partial, any script or romaji), phone number (the
+    last 4 digits are enough) and/or status. Most recently updated first, at most 5.
+
+    Args:
+        name: All or part of the customer's name.
+        phone: The phone number or its last digits.
+        status: received, diagnosing, quoted, approved, recovering, ready, returned or cancelled.
+    """
+    cases = await desk_call(services().desk.find_cases, name=name, phone=phone, status=status)
+    if not cases:
+        return {"count": 0, "say": "No case matches; ask for another detail or the case number."}
+    return {"count": len(cases), "cases": [brief(c) for c in cases]}
+
+
+@kaiwa_tool()
+async def get_case(ctx: RunContext, case_id: str) -> dict[str, Any]:
+    """Look up one case by its number and show it on the caller's screen.
+
+    Args:
+        case_id: The case number, e.g. R-1042 (spoken forms like "1042" work too).
+    """
+    case = await desk_call(services().desk.get_case, case_id)
+    show_case_later(case)
+    return detail(case)
+
+
+@kaiwa_tool()
+async def update_status(ctx: RunContext, case_id: str, status: str) -> dict[str, Any]:
+    """Move a case to its next status (one step along received → diagnosing → quoted →
+    approved → recovering → ready → returned). Use cancel_case to cancel, set_quote to quote.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        status: The new status.
+    """
+    desk = services().desk
+    before = await desk_call(desk.get_case, case_id)
+    if validate_status(status) is CaseStatus.CANCELLED:
+        raise ToolError("To cancel a case use cancel_case, which asks the caller to confirm.")
+    case = await desk_call(desk.update_status, case_id, status)
+    if case.status != before.status:
+        status_changed_later(case.id, before.status.value, case.status.value)
+    return {"id": case.id, "status": case.status.value, "previous": before.status.value}
+
+
+def validate_status(status: str) -> CaseStatus | None:
+    try:
+        return parse_status(status)
+    except DeskError:
+        return None  # the Desk call reports it with its own sentence
+
+
+@kaiwa_tool()
+async def add_note(ctx: RunContext, case_id: str, text: str) -> dict[str, Any]:
+    """Add a note to a case (allowed in every status), e.g. what the caller asked for.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        text: The note, in a sentence or two.
+    """
+    case = await desk_call(services().desk.add_note, case_id, text)
+    return {"id": case.id, "notes": len(case.notes), "saved": True}
+
+
+@kaiwa_tool()
+async def schedule_return(
+    ctx: RunContext, case_id: str, date: str, kind: str = "return"
+) -> dict[str, Any]:
+    """Set or move the date the device goes back: "return" (we ship it) or "pickup" (the
+    customer collects it). Use get_current_time first to resolve words like "next Friday".
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        date: The day as YYYY-MM-DD; today or later.
+        kind: "return" or "pickup".
+    """
+    svc = services()
+    case = await desk_call(svc.desk.schedule_return, case_id, date, kind=kind, today=svc.today())
+    return brief(case)
+
+
+@kaiwa_tool()
+async def cancel_case(ctx: RunContext, case_id: str, reason: str) -> dict[str, Any]:
+    """Propose cancelling a case. Changes nothing by itself: returns a summary and a
+    confirmation_id; after the caller says yes, call confirm_action with that id.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        reason: Why the caller wants to cancel, in a few words.
+    """
+    desk = services().desk
+    clean_reason = checked(validate.text, reason, what="cancellation reason", field="reason")
+    case = await desk_call(desk.get_case, case_id)
+    if CaseStatus.CANCELLED not in next_states(case.status):
+        raise ToolError(f"{case.id} is '{case.status}', so it can't be cancelled any more.")
+
+    async def perform() -> dict[str, Any]:
+        before = case.status.value
+        done = await desk_call(desk.cancel_case, case.id, reason=clean_reason)
+        status_changed_later(done.id, before, done.status.value)
+        return {"id": done.id, "status": done.status.value, "done": True}
+
+    summary = (
+        f"Cancel case {case.id} ({case.device_type.value} of {case.customer_name}, now "
+        f"'{case.status}') because: {clean_reason}. Work stops and this can't be undone."
+    )
+    return confirm.for_session(ctx.session).propose("cancel_case", case.id, summary, perform)
+
+
+@kaiwa_tool()
+async def set_quote(ctx: RunContext, case_id: str, amount_yen: int) -> dict[str, Any]:
+    """Propose the price quote for a diagnosed case. Changes nothing by itself: returns a
+    summary and a confirmation_id; after the caller agrees, call confirm_action with it.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        amount_yen: The price in whole yen, e.g. 55000.
+    """
+    desk = services().desk
+    amount = checked(validate.quote_yen, amount_yen)
+    case = await desk_call(desk.get_case, case_id)
+    if case.status not in QUOTABLE:
+        raise ToolError(
+            f"{case.id} is '{case.status}'; a quote can only be set while it is diagnosing "
+            "or quoted."
+        )
+
+    async def perform() -> dict[str, Any]:
+        before = case.status.value
+        done = await desk_call(desk.set_quote, case.id, amount)
+        if done.status.value != before:
+            status_changed_later(done.id, before, done.status.value)
+        return {"id": done.id, "quote": f"{amount:,} yen", "status": done.status.value}
+
+    previous = f" (replacing {case.quote_yen:,} yen)" if case.quote_yen is not None else ""
+    summary = f"Set the quote for case {case.id} to {amount:,} yen{previous}."
+    return confirm.for_session(ctx.session).propose("set_quote", case.id, summary, perform)
+
+
+@kaiwa_tool()
+async def confirm_action(ctx: RunContext, confirmation_id: str) -> dict[str, Any]:
+    """Carry out an action the caller has just confirmed (from cancel_case or set_quote).
+    Only call it after the caller said yes to the summary.
+
+    Args:
+        confirmation_id: The confirmation_id returned with the summary.
+    """
+    action = confirm.for_session(ctx.session).take(confirmation_id)
+    return await action.perform()
+
+
+@kaiwa_tool(behavior="non_blocking", scheduling="when_idle")
+async def check_lab_progress(ctx: RunContext, case_id: str) -> dict[str, Any]:
+    """Ask the recovery lab how work on a case is going. Takes a few seconds; keep talking
+    with the caller meanwhile, the answer comes when it's ready.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+    """
+    svc = services()
+    case = await desk_call(svc.desk.get_case, case_id)
+    await asyncio.sleep(svc.lab_delay_s)  # stands in for a slow lab system
+    return {"id": case.id, "status": case.status.value, "lab": _LAB_REPORT[case.status]}
+
+
+_LAB_REPORT: dict[CaseStatus, str] = {
+    CaseStatus.RECEIVED: "The device is in the queue for diagnosis.",
+    CaseStatus.DIAGNOSING: "An engineer is diagnosing the device.",
+    CaseStatus.QUOTED: "Diagnosis is done; the lab is waiting for the customer's approval.",
+    CaseStatus.APPROVED: "Approved; recovery will start shortly.",
+    CaseStatus.RECOVERING: "Recovery is in progress.",
+    CaseStatus.READY: "The recovered data is ready.",
+    CaseStatus.RETURNED: "The case is finished and the device went back.",
+    CaseStatus.CANCELLED: "The case was cancelled; the lab stopped work.",
+}
+
+TOOLS = [
+    create_case,
+    find_cases,
+    get_case,
+    update_status,
+    add_note,
+    set_quote,
+    schedule_return,
+    cancel_case,
+    confirm_action,
+    check_lab_progress,
+]
