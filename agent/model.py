@@ -6,7 +6,7 @@ from typing import Any
 
 from google.genai import types
 
-from .realtime import KaiwaRealtimeModel
+from .realtime import KaiwaRealtimeModel, ResilienceOptions
 from .settings import Settings
 
 _START = {
@@ -79,4 +79,14 @@ def build_realtime_model(settings: Settings, *, instructions: str) -> KaiwaRealt
         kwargs["tool_behavior"] = _BEHAVIOR[settings.tool_behavior]
     if settings.tool_scheduling in _SCHEDULING:
         kwargs["tool_response_scheduling"] = _SCHEDULING[settings.tool_scheduling]
-    return KaiwaRealtimeModel(input_chunk_ms=settings.audio_frame_ms, **kwargs)
+    resilience = ResilienceOptions(
+        setup_timeout_s=settings.setup_timeout_s,
+        stall_timeout_s=settings.stall_timeout_s,
+        max_connects=settings.max_reconnects,
+        connect_window_s=settings.reconnect_window_s,
+        go_away_margin_s=settings.go_away_margin_s,
+        audio_buffer_s=settings.audio_buffer_s,
+    )
+    return KaiwaRealtimeModel(
+        input_chunk_ms=settings.audio_frame_ms, resilience=resilience, **kwargs
+    )

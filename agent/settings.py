@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         12_800, ge=0, validation_alias="KAIWA_COMPRESSION_TARGET_TOKENS"
     )
 
+    # --- resilience (Gemini connection; see docs/reliability.md) ---
+    setup_timeout_s: float = Field(10.0, gt=0, validation_alias="KAIWA_SETUP_TIMEOUT_S")
+    stall_timeout_s: float = Field(10.0, gt=0, validation_alias="KAIWA_STALL_TIMEOUT_S")
+    max_reconnects: int = Field(6, ge=1, validation_alias="KAIWA_MAX_RECONNECTS")
+    reconnect_window_s: float = Field(60.0, gt=0, validation_alias="KAIWA_RECONNECT_WINDOW_S")
+    go_away_margin_s: float = Field(2.0, ge=0, validation_alias="KAIWA_GO_AWAY_MARGIN_S")
+    audio_buffer_s: float = Field(5.0, ge=0, validation_alias="KAIWA_AUDIO_BUFFER_S")
+
     # --- tools ---
     tool_timeout_s: float = Field(15.0, gt=0, validation_alias="KAIWA_TOOL_TIMEOUT_S")
     tool_behavior: ToolBehavior = Field("default", validation_alias="KAIWA_TOOL_BEHAVIOR")
@@ -148,12 +156,53 @@ class Settings(BaseSettings):
         16000, validation_alias="KAIWA_AUDIO_INPUT_RATE"
     )
 
+    @field_validator("audio_input_rate", mode="before")
+    @classmethod
+    def _rate_from_env(cls, v: object) -> object:
+        # env values are strings, and a Literal of ints does not coerce "24000"
+        return int(v) if isinstance(v, str) and v.strip().isdigit() else v
+
+    # --- lifecycle (caller drops, crashed jobs, metrics; see docs/reliability.md) ---
+    rejoin_grace_s: float = Field(30.0, ge=0, le=3600, validation_alias="KAIWA_REJOIN_GRACE_S")
+    rejoin_instructions: str | None = Field(
+        "The caller's connection dropped for a few seconds and they are back now. Say in one "
+        "short sentence that you lost them for a moment, then continue where you left off.",
+        validation_alias="KAIWA_REJOIN_INSTRUCTIONS",
+    )
+    recovery_instructions: str | None = Field(
+        "You are taking over a call whose previous agent process failed; the caller may have "
+        "heard silence. Apologise in one short sentence for the interruption and ask them to "
+        "repeat what they last said. Use the caller's language if you know it.",
+        validation_alias="KAIWA_RECOVERY_INSTRUCTIONS",
+    )
+    job_redispatch: bool = Field(True, validation_alias="KAIWA_JOB_REDISPATCH")
+    job_redispatch_max: int = Field(2, ge=0, validation_alias="KAIWA_JOB_REDISPATCH_MAX")
+    metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="KAIWA_METRICS_PORT")
+
+    @field_validator("rejoin_instructions", "recovery_instructions", "metrics_port", mode="before")
+    @classmethod
+    def _lifecycle_blank_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
     # --- worker ---
     drain_timeout_s: int = Field(300, ge=0, validation_alias="KAIWA_DRAIN_TIMEOUT_S")
     worker_http_port: int = Field(8081, ge=0, le=65535, validation_alias="KAIWA_WORKER_HTTP_PORT")
     job_executor: Literal["process", "thread"] = Field(
         "process", validation_alias="KAIWA_JOB_EXECUTOR"
     )
+    # LiveKit's admission control: no new jobs while machine CPU >= this (0..1; "inf": off)
+    # Report load as active sessions / this number instead of machine CPU (unset: CPU).
+    max_sessions: int | None = Field(None, ge=1, validation_alias="KAIWA_MAX_SESSIONS")
+    load_threshold: float = Field(0.7, gt=0, validation_alias="KAIWA_LOAD_THRESHOLD")
+    # prewarmed job processes kept idle (unset: LiveKit's default, one per CPU in production)
+    num_idle_processes: int | None = Field(
+        None, ge=0, le=64, validation_alias="KAIWA_NUM_IDLE_PROCESSES"
+    )
+
+    @field_validator("num_idle_processes", mode="before")
+    @classmethod
+    def _blank_idle_is_default(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator(
         "google_api_key",

@@ -223,6 +223,10 @@ def worker_env(livekit: LiveKitServer, gemini_env: dict[str, str], **extra: str)
             "LIVEKIT_API_SECRET": API_SECRET,
             "GOOGLE_API_KEY": "fake-test-key",
             "KAIWA_WORKER_HTTP_PORT": "0",
+            # LiveKit's load is machine-wide CPU; on a shared 2-core test box other
+            # processes (browsers, other tests) would make the worker (and livekit-server,
+            # which skips workers over 0.7) refuse jobs. Count sessions instead.
+            "KAIWA_MAX_SESSIONS": "50",
             "PYTHONUNBUFFERED": "1",
         }
     )

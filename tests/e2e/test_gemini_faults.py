@@ -1,0 +1,302 @@
+"""Gemini faults injected by the fake, against the real livekit-server + worker.
+
+Each test asserts what the caller observes — the conversation continues on the same
+Gemini conversation (resumption handle), nothing is lost, or an honest goodbye — and
+prints the measured recovery time (collected in docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake, speech_like_pcm
+from tests.support.caller import Caller, load_wav
+from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
+
+AGENT = "kaiwa-faults"
+SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
+SETUP_TIMEOUT_S = 2.0
+STALL_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+async def fault_worker(
+    livekit: LiveKitServer, gemini: GeminiLiveFake, stack_dir: Path
+) -> AsyncIterator[Worker]:
+    env = worker_env(
+        livekit,
+        gemini.env(),
+        KAIWA_AGENT_NAME=AGENT,
+        KAIWA_DESK_DB=str(stack_dir / "faults.sqlite3"),
+        KAIWA_SETUP_TIMEOUT_S=str(SETUP_TIMEOUT_S),
+        KAIWA_STALL_TIMEOUT_S=str(STALL_TIMEOUT_S),
+        KAIWA_MAX_RECONNECTS="4",
+        KAIWA_RECONNECT_WINDOW_S="30",
+        KAIWA_GO_AWAY_MARGIN_S="1",
+        KAIWA_LAB_DELAY_S="1.5",
+    )
+    proc = Worker(env, stack_dir, name="worker-faults")
+    await proc.start_and_register()
+    yield proc
+    await proc.stop()
+
+
+@pytest.fixture(scope="module")
+async def fault_tokens(livekit: LiveKitServer, stack_dir: Path) -> AsyncIterator[TokenServer]:
+    proc = TokenServer(worker_env(livekit, {}, KAIWA_AGENT_NAME=AGENT), stack_dir)
+    await proc.start_ready()
+    yield proc
+    await proc.stop()
+
+
+@pytest.fixture
+async def call(
+    fault_worker: Worker, fault_tokens: TokenServer, gemini: GeminiLiveFake
+) -> AsyncIterator[tuple[Caller, FakeConversation]]:
+    caller = Caller(f"{fault_tokens.url}/token")
+    await caller.join()
+    await caller.wait_for_agent(timeout=20)
+    conv = await gemini.next_conversation(timeout=20)
+    conv.auto = False
+    await conv.wait_for_greeting_request(timeout=15)
+    await conv.speak(text="Hello.", seconds=0.6)
+    yield caller, conv
+    await caller.leave()
+
+
+def greeting_requests(conv: FakeConversation) -> int:
+    return sum(1 for c in conv.client_contents if c.turn_complete)
+
+
+async def close_and_measure(conv: FakeConversation, code: int) -> float:
+    """Close the live connection; return seconds until the next one is set up."""
+    n = len(conv.connections)
+    closed_at = time.monotonic()
+    await conv.close(code=code, reason="injected by test")
+    conn = await conv.wait_for_connection(count=n + 1, timeout=30)
+    assert conn.setup_complete_at is not None
+    return conn.setup_complete_at - closed_at
+
+
+async def conversation_continues(caller: Caller, conv: FakeConversation) -> None:
+    """The caller speaks and hears a reply on the current connection."""
+    since = time.monotonic()
+    await caller.say_and_wait(load_wav(SPEECH))
+    await conv.wait_for_voiced_audio(seconds=1.0, timeout=15, since=since)
+    heard_from = time.monotonic()
+    await conv.speak(text="Still here.", seconds=1.0)
+    await caller.wait_for_agent_audio(seconds=0.7, timeout=15, since=heard_from)
+
+
+async def test_1011_mid_speech_resumes_same_conversation(
+    call: tuple[Caller, FakeConversation],
+) -> None:
+    caller, conv = call
+    speaking = asyncio.create_task(conv.speak(text="A long explanation.", seconds=4.0))
+    await caller.wait_for_agent_audio(seconds=0.5, timeout=10)
+    recovery = await close_and_measure(conv, 1011)
+    with contextlib.suppress(Exception):
+        await speaking
+    # resumed with the latest handle: same conversation, no second greeting
+    assert conv.connections[-1].resumed_handle is not None
+    await conversation_continues(caller, conv)
+    assert greeting_requests(conv) == 1
+    print(f"recovery 1011 mid-speech: {recovery:.2f}s")
+
+
+async def test_caller_audio_during_reconnect_reaches_gemini(
+    call: tuple[Caller, FakeConversation],
+) -> None:
+    caller, conv = call
+    speech = load_wav(SPEECH)
+    before = conv.voiced_seconds
+    caller.say(speech)  # the caller is talking when the connection drops
+    await conv.wait_for_voiced_audio(seconds=0.3, timeout=10)
+    recovery = await close_and_measure(conv, 1011)
+    await conv.wait_for_user_turn_end(timeout=20)
+    # the clip holds ~3 s of voiced speech; nearly all of it reached Gemini
+    assert conv.voiced_seconds - before >= 2.4, conv.voiced_seconds - before
+    print(f"recovery 1011 while caller speaks: {recovery:.2f}s")
+
+
+async def test_1011_after_tool_call_delivers_result_after_reconnect(
+    call: tuple[Caller, FakeConversation],
+) -> None:
+    caller, conv = call
+    call_id = await conv.send_tool_call("get_current_time", {})
+    recovery = await close_and_measure(conv, 1011)
+    response = await conv.wait_for_tool_response(call_id, timeout=15)
+    assert "output" in response, response
+    await conversation_continues(caller, conv)
+    print(f"recovery 1011 between tool call and response: {recovery:.2f}s")
+
+
+async def test_1008_on_reconnect_setup_is_retried(
+    call: tuple[Caller, FakeConversation], gemini: GeminiLiveFake
+) -> None:
+    caller, conv = call
+    n = len(conv.connections)
+    gemini.fail_next_setups(1, code=1008, reason="models/x is not found for API version v1")
+    closed_at = time.monotonic()
+    await conv.close(code=1011, reason="injected")
+    conn = await conv.wait_for_connection(count=n + 1, timeout=30)
+    assert conn.setup_complete_at is not None
+    await conversation_continues(caller, conv)
+    print(f"recovery 1011 + 1008 on reconnect: {conn.setup_complete_at - closed_at:.2f}s")
+
+
+async def test_go_away_waits_for_the_end_of_the_reply(
+    call: tuple[Caller, FakeConversation],
+) -> None:
+    caller, conv = call
+    n = len(conv.connections)
+    since = time.monotonic()
+    speaking = asyncio.create_task(
+        conv.speak(text="Let me explain the recovery steps.", seconds=3.0)
+    )
+    await caller.wait_for_agent_audio(seconds=0.3, timeout=10, since=since)
+    sent_at = time.monotonic()
+    await conv.go_away(time_left_s=10.0)
+    result = await speaking
+    assert result.completed and not result.interrupted
+    conn = await conv.wait_for_connection(count=n + 1, timeout=15)
+    # not before the reply was out, and well before the deadline
+    assert result.last_audio_sent_at is not None
+    assert conn.opened_at >= result.last_audio_sent_at
+    assert conn.opened_at - sent_at < 10.0 - 1.0 + 0.5
+    await caller.wait_for_agent_audio(seconds=2.5, timeout=10, since=since)
+    await conversation_continues(caller, conv)
+    print(f"GoAway: reconnected {conn.opened_at - sent_at:.2f}s after GoAway (10s left)")
+
+
+async def test_hang_at_setup_is_retried(
+    call: tuple[Caller, FakeConversation], gemini: GeminiLiveFake
+) -> None:
+    caller, conv = call
+    gemini.hang_next_setups(1)
+    n = len(conv.connections)
+    closed_at = time.monotonic()
+    await conv.close(code=1011, reason="injected")
+    conn = await conv.wait_for_connection(count=n + 2, timeout=30)
+    assert conn.setup_complete_at is not None
+    recovery = conn.setup_complete_at - closed_at
+    assert recovery < SETUP_TIMEOUT_S + 5
+    await conversation_continues(caller, conv)
+    print(f"recovery 1011 + hang at setup: {recovery:.2f}s")
+
+
+async def test_hang_mid_turn_triggers_reconnect(call: tuple[Caller, FakeConversation]) -> None:
+    caller, conv = call
+    n = len(conv.connections)
+    # a reply starts (some audio), then the socket goes silent
+    pcm = speech_like_pcm(0.4)
+    await conv.send(
+        {
+            "serverContent": {
+                "modelTurn": {
+                    "parts": [
+                        {
+                            "inlineData": {
+                                "mimeType": "audio/pcm;rate=24000",
+                                "data": base64.b64encode(pcm).decode(),
+                            }
+                        }
+                    ]
+                }
+            }
+        }
+    )
+    hung_at = time.monotonic()
+    conv.hang()
+    conn = await conv.wait_for_connection(count=n + 1, timeout=30)
+    assert conn.setup_complete_at is not None
+    recovery = conn.setup_complete_at - hung_at
+    assert recovery >= STALL_TIMEOUT_S * 0.9
+    await conversation_continues(caller, conv)
+    print(f"recovery hang mid-turn: {recovery:.2f}s (stall timeout {STALL_TIMEOUT_S}s)")
+
+
+async def test_malformed_frame_reconnects(call: tuple[Caller, FakeConversation]) -> None:
+    caller, conv = call
+    n = len(conv.connections)
+    sent_at = time.monotonic()
+    await conv.send_malformed(kind="json")
+    conn = await conv.wait_for_connection(count=n + 1, timeout=30)
+    assert conn.setup_complete_at is not None and conn.resumed_handle is not None
+    await conversation_continues(caller, conv)
+    print(f"recovery malformed frame: {conn.setup_complete_at - sent_at:.2f}s")
+
+
+async def test_successive_go_aways_keep_a_long_conversation(
+    call: tuple[Caller, FakeConversation],
+) -> None:
+    """A 30-minute call crosses ~3 connection lifetimes: simulated by 3 GoAways."""
+    caller, conv = call
+    assert "contextWindowCompression" in conv.setup or "context_window_compression" in conv.setup
+    for _ in range(3):
+        n = len(conv.connections)
+        await conv.go_away(time_left_s=5.0)
+        conn = await conv.wait_for_connection(count=n + 1, timeout=15)
+        assert conn.resumed_handle == conv.handles[-2] or conn.resumed_handle in conv.handles
+        await conversation_continues(caller, conv)
+    assert greeting_requests(conv) == 1
+
+
+async def test_trailing_words_before_a_tool_call_are_heard(
+    call: tuple[Caller, FakeConversation],
+) -> None:
+    caller, conv = call
+
+    def audio(seconds: float) -> dict[str, object]:
+        data = base64.b64encode(speech_like_pcm(seconds)).decode()
+        return {
+            "serverContent": {
+                "modelTurn": {
+                    "parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": data}}]
+                }
+            }
+        }
+
+    since = time.monotonic()
+    await conv.send(audio(0.8))
+    call_id = await conv.send_tool_call("get_current_time", {})
+    for _ in range(4):  # "…let me check that" streams after the call, at real time
+        await conv.send(audio(0.2))
+        await asyncio.sleep(0.2)  # pacing the fake's stream, not synchronisation
+    await conv.send({"serverContent": {"generationComplete": True}})
+    await conv.wait_for_tool_response(call_id, timeout=15)
+    await caller.wait_for_agent_audio(seconds=1.4, timeout=10, since=since)
+
+
+async def test_connect_then_die_loop_ends_the_call_with_an_explanation(
+    call: tuple[Caller, FakeConversation], gemini: GeminiLiveFake
+) -> None:
+    caller, conv = call
+    gemini.die_after_setup(10)
+    try:
+        await _loop_until_goodbye(caller, conv)
+    finally:
+        gemini._die_after_setup = 0  # leave the fake clean for later tests
+
+
+async def _loop_until_goodbye(caller: Caller, conv: FakeConversation) -> None:
+    started = time.monotonic()
+    await conv.close(code=1011, reason="injected")
+    # the caller hears the goodbye clip and reads the notice
+    await caller.wait_until(
+        lambda: "unavailable" in (caller.agent_attribute("kaiwa.notice") or ""),
+        timeout=60,
+        what="the unavailable notice",
+    )
+    await caller.wait_for_agent_audio(seconds=2.0, timeout=30, since=started)
+    await caller.wait_until(lambda: caller.agent() is None, timeout=60, what="the agent to leave")
+    attempts = len(conv.connections)
+    assert attempts <= 1 + 4 + 1, attempts  # bounded: not reconnecting forever
+    print(f"gave up after {attempts} connections, {time.monotonic() - started:.1f}s")
