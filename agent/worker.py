@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, JobContext, JobExecutorType, room_io
 
 from .assistant import Assistant
+from .faults import record_recovery
+from .lifecycle import (
+    CallLifecycle,
+    install_worker_recovery,
+    metrics_options,
+    recovery_from_metadata,
+    wait_for_caller,
+)
 from .model import build_realtime_model
 from .settings import Settings, load_settings
 from .tools import build_tools
@@ -33,8 +42,10 @@ def build_server(settings: Settings) -> AgentServer:
         job_executor_type=executor,
         drain_timeout=settings.drain_timeout_s,
         port=settings.worker_http_port,
+        **metrics_options(settings),
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    install_worker_recovery(server, settings)
     return server
 
 
@@ -54,9 +65,14 @@ def room_options(settings: Settings) -> room_io.RoomOptions:
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
+    # A job that replaces a crashed one explains the gap instead of greeting afresh.
+    recovery = recovery_from_metadata(ctx.job.metadata)
+    greeting = settings.greeting_instructions if settings.greeting else None
+    if recovery is not None:
+        greeting = settings.recovery_instructions
     agent = Assistant(
         instructions=settings.resolved_instructions(),
-        greeting_instructions=settings.greeting_instructions if settings.greeting else None,
+        greeting_instructions=greeting,
         tools=build_tools(settings),
     )
     session: AgentSession = AgentSession(
@@ -64,7 +80,21 @@ async def entrypoint(ctx: JobContext) -> None:
     )
 
     await ctx.connect()
-    participant = await ctx.wait_for_participant()
+    # bounded: a re-dispatched job whose caller has left must not wait forever
+    participant = await wait_for_caller(ctx, timeout=max(settings.rejoin_grace_s, 30.0))
+    if participant is None:
+        logger.info("no caller joined; leaving", extra={"room": ctx.room.name})
+        ctx.shutdown("no caller")
+        return
+    # Watch the caller from now on (a hang-up during session start counts too): a hang-up
+    # ends the job at once; a dropped caller gets KAIWA_REJOIN_GRACE_S to rejoin.
+    CallLifecycle(
+        ctx,
+        session,
+        participant.identity,
+        grace_s=settings.rejoin_grace_s,
+        rejoin_instructions=settings.rejoin_instructions,
+    ).start()
     logger.info(
         "session starting",
         extra={"room": ctx.room.name, "participant": participant.identity},
@@ -88,3 +118,12 @@ async def entrypoint(ctx: JobContext) -> None:
         room_options=room_options(settings),
         record=False,
     )
+    if recovery is not None:
+        record_recovery(
+            "job_redispatch",
+            time.time() - recovery.crashed_at,
+            previous_job_id=recovery.previous_job_id,
+            attempt=recovery.attempt,
+            room=ctx.room.name,
+            replayed="nothing: new Gemini session; the caller is asked to repeat",
+        )
