@@ -80,7 +80,10 @@ class ResilienceOptions:
     backoff_cap_s: float = 4.0
     go_away_margin_s: float = 2.0
     audio_buffer_s: float = 5.0
-    trailing_audio_grace_s: float = 1.0
+    # After a tool call, how long to keep the reply's audio open for trailing words. The
+    # tool output waits for that audio to end, so this is paid on every spoken tool turn
+    # (bench/results/latency.md); turns without audio close at once.
+    trailing_audio_grace_s: float = 0.3
 
 
 class KaiwaRealtimeSession(realtime_api.RealtimeSession):
@@ -113,6 +116,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         self._go_away_task: asyncio.Task[None] | None = None
         self._trailing_timer: asyncio.TimerHandle | None = None
         self._trailing_gen: Any = None  # a tool turn's generation still taking audio
+        self._gen_had_audio = False
         self._watchdog = asyncio.create_task(self._stall_watchdog(), name="kaiwa-stall-watchdog")
 
     # ------------------------------------------------------------------ connect guard
@@ -275,6 +279,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
 
     def _start_new_generation(self) -> None:
         self._reply_due_since = None
+        self._gen_had_audio = False
         super()._start_new_generation()
 
     # ------------------------------------------------------------------ GoAway
@@ -327,7 +332,8 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
 
     def _handle_tool_calls(self, tool_call: types.LiveServerToolCall) -> None:
         gen = self._current_generation
-        if gen is None or gen._done:
+        if gen is None or gen._done or not self._gen_had_audio:
+            # nothing spoken in this turn: no trailing words to wait for
             super()._handle_tool_calls(tool_call)
             return
         # Hand the calls to the agent now, but keep the audio/text open for the words
@@ -372,6 +378,10 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
                     self._kopts.trailing_audio_grace_s, self._close_trailing
                 )
             return
+        if server_content.model_turn and any(
+            p.inline_data for p in server_content.model_turn.parts or []
+        ):
+            self._gen_had_audio = True
         super()._handle_server_content(server_content)
 
     def _is_new_generation(self, resp: types.LiveServerMessage) -> bool:

@@ -129,6 +129,8 @@ def end_call_when_model_lost(session: AgentSession, ctx: JobContext, language: s
             try:
                 await tell_caller_unavailable(ctx.room, language)
             finally:
+                # leave at once (the caller sees the agent go), then end the job
+                await ctx.room.disconnect()
                 ctx.shutdown("gemini unavailable")
 
         task = asyncio.create_task(goodbye())

@@ -215,6 +215,7 @@ class Settings(BaseSettings):
         "vad_prefix_padding_ms",
         "compression_trigger_tokens",
         "compression_target_tokens",
+        "max_sessions",
         "openapi_spec",
         "openapi_base_url",
         "openapi_auth_header",

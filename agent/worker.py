@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, JobContext, JobExecutorType, room_io
@@ -22,6 +24,7 @@ from .lifecycle import (
     wait_for_caller,
 )
 from .model import build_realtime_model
+from .resilience import end_call_when_model_lost
 from .settings import Settings, load_settings
 from .tools import build_tools
 from .tools.runtime import TOOLS_ATTRIBUTE, activity
@@ -35,6 +38,11 @@ def build_server(settings: Settings) -> AgentServer:
     executor = (
         JobExecutorType.THREAD if settings.job_executor == "thread" else JobExecutorType.PROCESS
     )
+    optional: dict[str, Any] = {}
+    if settings.num_idle_processes is not None:
+        optional["num_idle_processes"] = settings.num_idle_processes
+    if settings.max_sessions:
+        optional["load_fnc"] = sessions_load(settings.max_sessions)
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
@@ -43,10 +51,30 @@ def build_server(settings: Settings) -> AgentServer:
         drain_timeout=settings.drain_timeout_s,
         port=settings.worker_http_port,
         **metrics_options(settings),
+        # LiveKit's load = machine-wide CPU (2.5 s average) unless KAIWA_MAX_SESSIONS; at
+        # or above the threshold the worker takes no new jobs (see bench/README.md).
+        load_threshold=settings.load_threshold,
+        **optional,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     install_worker_recovery(server, settings)
     return server
+
+
+def sessions_load(max_sessions: int) -> Callable[[AgentServer], float]:
+    """Load as the share of `max_sessions` in use, instead of machine-wide CPU.
+
+    livekit-server itself only dispatches to workers whose reported load is under its
+    `agents.target_load` (0.7); CPU-based load counts every process on the box
+    (livekit-server, browsers, other workers), so a busy neighbour makes the worker
+    refuse calls it could carry. A session count measured by bench/capacity.py is a
+    steadier admission rule.
+    """
+
+    def load(server: AgentServer) -> float:
+        return min(1.0, len(server.active_jobs) / max_sessions)
+
+    return load
 
 
 def room_options(settings: Settings) -> room_io.RoomOptions:
@@ -112,6 +140,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
     activity.attach(publish_tools)
 
+    end_call_when_model_lost(session, ctx, settings.language)
     await session.start(
         agent=agent,
         room=ctx.room,

@@ -41,6 +41,7 @@ async def fault_worker(
         KAIWA_RECONNECT_WINDOW_S="30",
         KAIWA_GO_AWAY_MARGIN_S="1",
         KAIWA_LAB_DELAY_S="1.5",
+        KAIWA_LANGUAGE="en-US",  # one goodbye clip, not both languages
     )
     proc = Worker(env, stack_dir, name="worker-faults")
     await proc.start_and_register()

@@ -79,6 +79,8 @@ class Caller:
         self.room.on("track_subscribed", self._on_track_subscribed)
         self.room.on("participant_attributes_changed", lambda *_: self._notify())
         self.room.on("participant_connected", lambda *_: self._notify())
+        self.room.on("participant_disconnected", lambda *_: self._notify())
+        self.room.on("disconnected", lambda *_: self._notify())
         self.room.register_text_stream_handler("lk.transcription", self._on_transcription)
         await asyncio.wait_for(
             self.room.connect(details["server_url"], details["participant_token"]), timeout
