@@ -219,7 +219,13 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         if self._session_should_close.is_set():
             return
         if on_error:
-            self._note_down(type(self._session_error).__name__ if self._session_error else "error")
+            err = self._session_error
+            self._note_down(type(err).__name__ if err else "error")
+            if err is not None:
+                logger.warning(
+                    "Gemini connection lost (%s); reconnecting with the resumption handle",
+                    describe_close(close_code(err), str(err)),
+                )
         old = self._msg_ch
         carried: list[Any] = []
         # The plugin swaps in a fresh send queue; keep what must not be lost.
