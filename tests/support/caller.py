@@ -88,14 +88,15 @@ class Caller:
         self.identity = self.room.local_participant.identity
         await self._start_microphone()
 
-    async def leave(self) -> None:
+    async def leave(self, timeout: float = 10.0) -> None:
+        """Disconnect; bounded, so a stuck native call can't hang a test's teardown."""
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
         self._tasks.clear()
-        await self.room.disconnect()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.room.disconnect(), timeout)
 
     # --- microphone ---
 
