@@ -55,13 +55,15 @@ class Settings(BaseSettings):
         description="URL clients should connect to (e.g. wss://rtc.example.com) when it "
         "differs from LIVEKIT_URL (which may be an internal address).",
     )
+    # Defaults match livekit.yaml's dev keys (scripts/run-livekit-server.sh) and the
+    # worker's, so `make run` works without a .env; production sets its own.
     livekit_api_key: str | None = Field(
-        default=None,
+        default="devkey",
         validation_alias=AliasChoices("LIVEKIT_API_KEY", "livekit_api_key"),
         description="LiveKit API key; the token's issuer. Required.",
     )
     livekit_api_secret: SecretStr | None = Field(
-        default=None,
+        default=SecretStr("kaiwa-dev-secret-change-me-0123456789abcdef"),
         validation_alias=AliasChoices("LIVEKIT_API_SECRET", "livekit_api_secret"),
         description="LiveKit API secret that signs tokens. Required; at least 32 characters "
         "unless dev mode is on. Never logged or returned.",

@@ -238,7 +238,8 @@ def test_main_exits_with_one_line_on_short_secret(tmp_path: Path) -> None:
 
 
 def test_main_exits_with_one_line_on_missing_secret(tmp_path: Path) -> None:
-    result = _run_main({}, tmp_path)
+    # unset means the local dev keys; an explicitly empty value is a mistake
+    result = _run_main({"LIVEKIT_API_SECRET": ""}, tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "token_server: LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set (environment or .env)"
