@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     num_idle_processes: int | None = Field(
         None, ge=0, le=64, validation_alias="KAIWA_NUM_IDLE_PROCESSES"
     )
+    # setup_fnc warming each idle job process (agent/tuning.py); measured: time to greeting
+    # p50 697 -> 608 ms, event-loop stalls 14 -> 2 per 25 calls (bench/results/tuning.md)
+    prewarm: bool = Field(True, validation_alias="KAIWA_PREWARM")
 
     @field_validator("num_idle_processes", mode="before")
     @classmethod

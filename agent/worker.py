@@ -14,6 +14,7 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, JobContext, JobExecutorType, room_io
 
+from . import tuning
 from .assistant import Assistant
 from .faults import record_recovery
 from .lifecycle import (
@@ -41,6 +42,10 @@ def build_server(settings: Settings) -> AgentServer:
     optional: dict[str, Any] = {}
     if settings.num_idle_processes is not None:
         optional["num_idle_processes"] = settings.num_idle_processes
+    if settings.prewarm:
+        # first-use work (tool schemas, genai client, TLS) done before the call, not on the
+        # job's loop at Gemini connect: greeting p50 -89 ms (bench/results/tuning.md)
+        optional["setup_fnc"] = tuning.prewarm
     if settings.max_sessions:
         optional["load_fnc"] = sessions_load(settings.max_sessions)
     server = AgentServer(
