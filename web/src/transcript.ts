@@ -18,8 +18,19 @@ const FINAL = 'lk.transcription_final';
 export class Transcript {
   private readonly entries = new Map<string, Entry>();
   private localCount = 0;
+  /** Follow new messages unless the person scrolled up to read older ones. */
+  private stuck = true;
 
-  constructor(private readonly root: HTMLElement) {}
+  constructor(private readonly root: HTMLElement) {
+    root.addEventListener('scroll', () => (this.stuck = this.nearBottom()), { passive: true });
+    // The panel shrinks when the case card opens (and on window resizes): keep the newest
+    // message in view instead of losing the bottom.
+    if (typeof ResizeObserver !== 'undefined') {
+      new ResizeObserver(() => {
+        if (this.stuck) this.scrollToEnd();
+      }).observe(root);
+    }
+  }
 
   clear(): void {
     this.entries.clear();
@@ -81,7 +92,7 @@ export class Transcript {
     el.append(who, textEl);
     const entry: Entry = { el, textEl, generation: 0, final: false };
     this.entries.set(key, entry);
-    const stick = this.nearBottom();
+    const stick = this.stuck || this.nearBottom();
     this.root.append(el);
     this.syncEmpty();
     if (stick) this.scrollToEnd();
@@ -89,7 +100,7 @@ export class Transcript {
   }
 
   private setText(entry: Entry, text: string, final: boolean): void {
-    const stick = this.nearBottom();
+    const stick = this.stuck || this.nearBottom();
     entry.textEl.textContent = text;
     entry.final = entry.final || final;
     entry.el.dataset.final = String(entry.final);
@@ -103,6 +114,7 @@ export class Transcript {
 
   private scrollToEnd(): void {
     this.root.scrollTop = this.root.scrollHeight;
+    this.stuck = true;
   }
 
   private syncEmpty(): void {
