@@ -1,0 +1,92 @@
+"""Headless Chromium for browser tests: the system binary driven by Playwright.
+
+Never downloads a browser: Debian's chromium (or `CHROMIUM`) is passed as
+`executable_path`. The fake microphone plays a WAV file in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.support.caller import load_wav
+from tests.support.stack import ARTIFACTS
+
+if TYPE_CHECKING:
+    from playwright.async_api import BrowserContext, Playwright
+
+SCREENSHOTS = ARTIFACTS / "browser"
+# Chromium's fake capture device runs at 48 kHz; a WAV at that rate avoids its resampler.
+FAKE_MIC_RATE = 48000
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def find_chromium() -> str | None:
+    """`CHROMIUM`, else chromium on PATH, else /usr/bin/chromium; None if none exists."""
+    for candidate in (
+        os.environ.get("CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def fake_mic_wav(src: Path, dst: Path, rate: int = FAKE_MIC_RATE) -> Path:
+    """`src` as a mono 16-bit WAV at `rate` (what --use-file-for-fake-audio-capture plays)."""
+    pcm = load_wav(src, rate)
+    with wave.open(str(dst), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return dst
+
+
+@contextlib.asynccontextmanager
+async def chromium(
+    pw: Playwright,
+    executable: str,
+    *,
+    mic_wav: Path,
+    locale: str = "en-US",
+    viewport: dict[str, int] | None = None,
+) -> AsyncIterator[BrowserContext]:
+    """A fresh headless Chromium profile (its own --user-data-dir) with a fake microphone."""
+    with tempfile.TemporaryDirectory(prefix="kaiwa-chromium-") as udd:
+        ctx = await pw.chromium.launch_persistent_context(
+            udd,  # Playwright passes it as --user-data-dir
+            executable_path=executable,
+            headless=False,  # --headless=new is in ARGS
+            args=[*ARGS, f"--use-file-for-fake-audio-capture={mic_wav}", f"--lang={locale}"],
+            locale=locale,
+            viewport=viewport or {"width": 1280, "height": 860},
+            timeout=60_000,
+        )
+        try:
+            yield ctx
+        finally:
+            await ctx.close()
