@@ -10,7 +10,9 @@ end-of-turn silence with 1.5 s of audio. Per N we record the input and output la
 (defined as in bench/latency.py), time to greeting, failed sessions, and the CPU of every
 party over the steady window: the worker tree (main + job processes), livekit-server, the
 load generator and the orchestrator (which hosts the Gemini fake), plus the worker's
-memory. N grows until p95 input or output latency exceeds the budget (100 ms) or a session
+memory. Latencies are taken over the steady window only (all callers joined; turns in
+progress), so job start-up under load shows in time to greeting instead. N grows until
+p95 input or output latency exceeds the budget (100 ms) or a session
 fails, for the process and the thread job executors.
 
 The worker runs with KAIWA_LOAD_THRESHOLD=inf: LiveKit's admission control counts the whole
@@ -147,8 +149,11 @@ class CpuMeter:
         for name, pid in self.roots.items():
             d: dict[int, float] = {}
             with contextlib.suppress(psutil.Error):
-                root = psutil.Process(pid)
-                for p in [root, *root.children(recursive=True)]:
+                root = psutil.Process(abs(pid))
+                # a negative pid means "this process alone" (the orchestrator is the parent
+                # of everything else, which is measured separately)
+                tree = [root] if pid < 0 else [root, *root.children(recursive=True)]
+                for p in tree:
                     with contextlib.suppress(psutil.Error):
                         t = p.cpu_times()
                         d[p.pid] = t.user + t.system
@@ -199,11 +204,13 @@ def input_latencies(conv: FakeConversation, onsets: list[float]) -> list[float]:
     return out
 
 
-def output_latencies(conv: FakeConversation, loud_runs: list[float]) -> list[float]:
+def output_latencies(
+    conv: FakeConversation, loud_runs: list[float], since: float = 0.0
+) -> list[float]:
     out: list[float] = []
     for sp in conv.speeches:
         sent = sp.first_audio_sent_at
-        if sent is None:
+        if sent is None or sent < since:
             continue
         heard = next((t for t in loud_runs if t >= sent), None)
         if heard is not None and heard - sent < 1.0:
@@ -249,19 +256,32 @@ async def run_step(
             "worker": worker.proc.pid,
             "livekit_server": stack.livekit.process.proc.pid,
             "loadgen": lg.pid,
-            "orchestrator_fake": psutil.Process().pid,
+            "orchestrator_fake": -psutil.Process().pid,
         }
     )
     cpu: dict[str, float] = {}
     mem: dict[str, float] = {}
+    lags: list[float] = []
+
+    async def loop_lag() -> None:
+        """How late the orchestrator's loop (the fake's loop) runs a 10 ms timer."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - t - 0.01)
+
+    lag_task: asyncio.Task[None] | None = None
     assert lg.stdout is not None
     async with asyncio.timeout(seconds + 0.25 * n + 120):
         async for raw in lg.stdout:
             line = raw.decode().strip()
             if line == "STEADY":
                 meter.begin()
+                lag_task = asyncio.create_task(loop_lag())
             elif line == "END":
                 cpu = meter.end()
+                if lag_task is not None:
+                    lag_task.cancel()
                 mem = tree_memory_mb(worker.proc.pid)
         await lg.wait()
     data = json.loads(out_file.read_text())
@@ -287,8 +307,11 @@ async def run_step(
                 failures.append(f"{c['room']}: no Gemini conversation mapped")
             continue
         turns += c["turns"]
-        inp += input_latencies(mapped, c["onsets"])
-        outp += output_latencies(mapped, c["loud_runs"])
+        # steady state only: the callers' turns once everyone has joined (greetings and
+        # job starts under load are reported as time to greeting)
+        lo, hi = data["steady"]
+        inp += input_latencies(mapped, [t for t in c["onsets"] if lo <= t <= hi])
+        outp += output_latencies(mapped, c["loud_runs"], lo)
         if any(s.disconnected for s in mapped.speeches):
             failures.append(f"{c['room']}: Gemini socket dropped mid-turn")
     # every job has ended before the next step (bounded)
@@ -312,6 +335,7 @@ async def run_step(
         "failures": failures,
         "cpu_cores": {k: round(v, 3) for k, v in cpu.items()},
         "worker_cpu_per_session": round(cpu.get("worker", 0.0) / n, 3),
+        "fake_loop_lag_ms": summary(lags),
         "loadgen_cpu_s_total": round(data["cpu_s_total"], 1),
         "worker_memory": mem,
         "worker_pss_per_session_mb": round(
@@ -321,6 +345,7 @@ async def run_step(
     print(
         f"    N={n}: p95 in {s_in['p95']} / out {s_out['p95']} ms, greeting p50 "
         f"{step['greeting']['p50']} ms, failures {len(failures)}, cores {step['cpu_cores']}, "
+        f"fake loop lag p95 {step['fake_loop_lag_ms']['p95']} ms, "
         f"worker {mem}",
         file=sys.stderr,
     )
@@ -398,9 +423,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| executor | N | ok | input p50/p95/p99 | output p50/p95/p99 | greeting p50/p95 "
         "| turns | failures | worker cores (per session) | livekit-server cores "
-        "| load generator cores | fake+orchestrator cores | machine CPU | worker PSS MB "
-        "(per session) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| load generator cores | fake+orchestrator cores | fake loop lag p95/max "
+        "| machine CPU | worker PSS MB (per session) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in r["executors"]:
         for s in e["steps"]:
@@ -413,6 +438,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {len(s['failures'])} | {c.get('worker', 0):.2f} "
                 f"({s['worker_cpu_per_session']:.3f}) | {c.get('livekit_server', 0):.2f} "
                 f"| {c.get('loadgen', 0):.2f} | {c.get('orchestrator_fake', 0):.2f} "
+                f"| {s['fake_loop_lag_ms']['p95']}/{s['fake_loop_lag_ms']['max']} "
                 f"| {c.get('machine_fraction', 0):.0%} "
                 f"| {s['worker_memory'].get('pss_mb')} ({s['worker_pss_per_session_mb']}) |"
             )
