@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Playwright
 
 SCREENSHOTS = ARTIFACTS / "browser"
+# Optional CJK glyphs for screenshots on machines without them (see web/README.md).
+FONTCONFIG = Path("/tmp/kaiwa-fonts/fonts.conf")
 # Chromium's fake capture device runs at 48 kHz; a WAV at that rate avoids its resampler.
 FAKE_MIC_RATE = 48000
 ARGS = [
@@ -66,6 +68,13 @@ def fake_mic_wav(src: Path, dst: Path, rate: int = FAKE_MIC_RATE) -> Path:
     return dst
 
 
+def browser_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if FONTCONFIG.is_file():
+        env["FONTCONFIG_FILE"] = str(FONTCONFIG)
+    return env
+
+
 @contextlib.asynccontextmanager
 async def chromium(
     pw: Playwright,
@@ -76,12 +85,14 @@ async def chromium(
     viewport: dict[str, int] | None = None,
 ) -> AsyncIterator[BrowserContext]:
     """A fresh headless Chromium profile (its own --user-data-dir) with a fake microphone."""
+    env = browser_env()
     with tempfile.TemporaryDirectory(prefix="kaiwa-chromium-") as udd:
         ctx = await pw.chromium.launch_persistent_context(
             udd,  # Playwright passes it as --user-data-dir
             executable_path=executable,
             headless=False,  # --headless=new is in ARGS
             args=[*ARGS, f"--use-file-for-fake-audio-capture={mic_wav}", f"--lang={locale}"],
+            env=env,
             locale=locale,
             viewport=viewport or {"width": 1280, "height": 860},
             timeout=60_000,
