@@ -193,7 +193,8 @@ class Settings(BaseSettings):
     # LiveKit's admission control: no new jobs while machine CPU >= this (0..1; "inf": off)
     # Report load as active sessions / this number instead of machine CPU (unset: CPU).
     max_sessions: int | None = Field(None, ge=1, validation_alias="KAIWA_MAX_SESSIONS")
-    load_threshold: float = Field(0.7, gt=0, validation_alias="KAIWA_LOAD_THRESHOLD")
+    # unset: LiveKit's default (0.7 with `start`, off with `dev`)
+    load_threshold: float | None = Field(None, gt=0, validation_alias="KAIWA_LOAD_THRESHOLD")
     # prewarmed job processes kept idle (unset: LiveKit's default, one per CPU in production)
     num_idle_processes: int | None = Field(
         None, ge=0, le=64, validation_alias="KAIWA_NUM_IDLE_PROCESSES"
@@ -219,6 +220,7 @@ class Settings(BaseSettings):
         "compression_trigger_tokens",
         "compression_target_tokens",
         "max_sessions",
+        "load_threshold",
         "openapi_spec",
         "openapi_base_url",
         "openapi_auth_header",

@@ -48,6 +48,8 @@ def build_server(settings: Settings) -> AgentServer:
         optional["setup_fnc"] = tuning.prewarm
     if settings.max_sessions:
         optional["load_fnc"] = sessions_load(settings.max_sessions)
+    if settings.load_threshold is not None:
+        optional["load_threshold"] = settings.load_threshold
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
@@ -58,7 +60,6 @@ def build_server(settings: Settings) -> AgentServer:
         **metrics_options(settings),
         # LiveKit's load = machine-wide CPU (2.5 s average) unless KAIWA_MAX_SESSIONS; at
         # or above the threshold the worker takes no new jobs (see bench/README.md).
-        load_threshold=settings.load_threshold,
         **optional,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)

@@ -4,6 +4,11 @@
 # token server with it: the error line above says what to fix.
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
+# On a laptop the browser, livekit-server and the worker share the CPU; LiveKit's
+# CPU-based load would make livekit-server skip the worker (it dispatches only below
+# 0.7). Locally, count sessions instead unless told otherwise.
+if [ -f .env ]; then set -a; . ./.env; set +a; fi
+export KAIWA_MAX_SESSIONS="${KAIWA_MAX_SESSIONS:-4}"
 .venv/bin/python agent/agent.py dev
 code=$?
 [ "$code" -eq 0 ] && exit 0
