@@ -13,13 +13,13 @@ import tempfile
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tests.support.caller import load_wav
 from tests.support.stack import ARTIFACTS
 
 if TYPE_CHECKING:
-    from playwright.async_api import BrowserContext, Playwright
+    from playwright.async_api import BrowserContext, Playwright, ViewportSize
 
 SCREENSHOTS = ARTIFACTS / "browser"
 # Optional CJK glyphs for screenshots on machines without them (see web/README.md).
@@ -82,10 +82,10 @@ async def chromium(
     *,
     mic_wav: Path,
     locale: str = "en-US",
-    viewport: dict[str, int] | None = None,
+    viewport: ViewportSize | None = None,
 ) -> AsyncIterator[BrowserContext]:
     """A fresh headless Chromium profile (its own --user-data-dir) with a fake microphone."""
-    env = browser_env()
+    env: dict[str, str | float | bool] = dict(browser_env())
     with tempfile.TemporaryDirectory(prefix="kaiwa-chromium-") as udd:
         ctx = await pw.chromium.launch_persistent_context(
             udd,  # Playwright passes it as --user-data-dir
@@ -94,7 +94,7 @@ async def chromium(
             args=[*ARGS, f"--use-file-for-fake-audio-capture={mic_wav}", f"--lang={locale}"],
             env=env,
             locale=locale,
-            viewport=viewport or {"width": 1280, "height": 860},
+            viewport=viewport or cast("ViewportSize", {"width": 1280, "height": 860}),
             timeout=60_000,
         )
         try:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,24 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import ARGS, find_chromium, in_ci
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
+CHROMIUM = find_chromium() or "/usr/bin/chromium"
+IN_CI = in_ci()
 IDS = [
     "start", "disconnect", "mute", "camera", "screen", "interrupt", "chat-input", "chat-send",
     "transcript", "agent-state", "connection-state", "tool-indicator", "case-card", "case-status",
