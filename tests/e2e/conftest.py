@@ -7,12 +7,13 @@ so it gets its own agent job and its own fake Gemini conversation.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.gemini_live import GeminiLiveFake
+from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
 from tests.support.caller import Caller
 from tests.support.stack import (
     LiveKitServer,
@@ -25,6 +26,21 @@ from tests.support.stack import (
 AGENT_NAME = "kaiwa-test"
 TEST_INSTRUCTIONS = "You are kaiwa under test. Keep answers short."
 TEST_VOICE = "Kore"
+
+
+async def fresh_conversation(
+    gemini: GeminiLiveFake, since: float, timeout: float = 20.0
+) -> FakeConversation:
+    """The first fake conversation opened after `since`.
+
+    The fake is shared by every worker of the session; stale conversations of earlier
+    tests (other agents, re-dispatches) are claimed and skipped on the way.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        conv = await gemini.next_conversation(timeout=max(0.1, deadline - time.monotonic()))
+        if conv.created_at >= since:
+            return conv
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,7 +28,7 @@ from tests.fakes.gemini_live.conversation import FakeConversation
 from tests.support.browser import SCREENSHOTS, chromium, fake_mic_wav, find_chromium, in_ci
 from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
 
-from .conftest import AGENT_NAME, TEST_INSTRUCTIONS, TEST_VOICE
+from .conftest import AGENT_NAME, TEST_INSTRUCTIONS, TEST_VOICE, fresh_conversation
 
 try:
     from playwright.async_api import BrowserContext, Page, async_playwright, expect
@@ -60,15 +60,6 @@ class Live:
     conv: FakeConversation
     errors: list[str] = field(default_factory=list)
     greeting: asyncio.Task[Any] | None = None
-
-
-async def fresh_conversation(gemini: GeminiLiveFake, since: float, timeout: float) -> Any:
-    """The first fake conversation opened after `since` (claims stale ones on the way)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        conv = await gemini.next_conversation(timeout=max(0.1, deadline - time.monotonic()))
-        if conv.created_at >= since:
-            return conv
 
 
 async def shot(page: Page, name: str) -> Path:

@@ -20,6 +20,8 @@ from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake, speech_lik
 from tests.support.caller import Caller, load_wav
 from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
 
+from .conftest import fresh_conversation
+
 AGENT = "kaiwa-faults"
 SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
 SETUP_TIMEOUT_S = 2.0
@@ -62,9 +64,10 @@ async def call(
     fault_worker: Worker, fault_tokens: TokenServer, gemini: GeminiLiveFake
 ) -> AsyncIterator[tuple[Caller, FakeConversation]]:
     caller = Caller(f"{fault_tokens.url}/token")
+    joined = time.monotonic()
     await caller.join()
     await caller.wait_for_agent(timeout=20)
-    conv = await gemini.next_conversation(timeout=20)
+    conv = await fresh_conversation(gemini, since=joined, timeout=20)
     conv.auto = False
     await conv.wait_for_greeting_request(timeout=15)
     await conv.speak(text="Hello.", seconds=0.6)

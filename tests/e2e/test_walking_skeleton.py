@@ -9,7 +9,7 @@ from tests.fakes.gemini_live import GeminiLiveFake
 from tests.support.caller import Caller, load_wav
 from tests.support.stack import ROOT
 
-from .conftest import AGENT_NAME, TEST_INSTRUCTIONS, TEST_VOICE
+from .conftest import AGENT_NAME, TEST_INSTRUCTIONS, TEST_VOICE, fresh_conversation
 
 SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
 REPLY_SECONDS = 2.0
@@ -26,7 +26,7 @@ async def test_participant_talks_to_agent_end_to_end(
     assert agent.attributes.get("lk.agent.name", AGENT_NAME) == AGENT_NAME
 
     # The worker opened a Gemini session with the configured model, voice and instructions.
-    conv = await gemini.next_conversation(timeout=20)
+    conv = await fresh_conversation(gemini, since=started, timeout=20)
     conv.auto = False
     assert conv.model == "models/gemini-2.5-flash-native-audio-preview-12-2025"
     assert conv.voice == TEST_VOICE
