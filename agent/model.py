@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.genai import types
@@ -53,7 +54,13 @@ def compression_config(settings: Settings) -> types.ContextWindowCompressionConf
     )
 
 
-def build_realtime_model(settings: Settings, *, instructions: str) -> KaiwaRealtimeModel:
+def build_realtime_model(
+    settings: Settings,
+    *,
+    instructions: str,
+    resume_handle: str | None = None,
+    on_resumption_handle: Callable[[str], None] | None = None,
+) -> KaiwaRealtimeModel:
     kwargs: dict[str, Any] = {
         "instructions": instructions,
         "model": settings.model,
@@ -75,6 +82,9 @@ def build_realtime_model(settings: Settings, *, instructions: str) -> KaiwaRealt
         kwargs["realtime_input_config"] = ric
     if (cwc := compression_config(settings)) is not None:
         kwargs["context_window_compression"] = cwc
+    if resume_handle:
+        # continue a conversation whose job process died (agent/session_store.py)
+        kwargs["session_resumption"] = types.SessionResumptionConfig(handle=resume_handle)
     if settings.tool_behavior in _BEHAVIOR:
         kwargs["tool_behavior"] = _BEHAVIOR[settings.tool_behavior]
     if settings.tool_scheduling in _SCHEDULING:
@@ -88,5 +98,8 @@ def build_realtime_model(settings: Settings, *, instructions: str) -> KaiwaRealt
         audio_buffer_s=settings.audio_buffer_s,
     )
     return KaiwaRealtimeModel(
-        input_chunk_ms=settings.audio_frame_ms, resilience=resilience, **kwargs
+        input_chunk_ms=settings.audio_frame_ms,
+        resilience=resilience,
+        on_resumption_handle=on_resumption_handle,
+        **kwargs,
     )

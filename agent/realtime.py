@@ -36,7 +36,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -90,6 +90,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
     def __init__(self, realtime_model: KaiwaRealtimeModel) -> None:
         super().__init__(realtime_model)
         self._kopts = realtime_model.resilience
+        self._on_handle = realtime_model.on_resumption_handle
         chunk = INPUT_AUDIO_SAMPLE_RATE * realtime_model.input_chunk_ms // 1000
         self._bstream = utils.audio.AudioByteStream(
             INPUT_AUDIO_SAMPLE_RATE, INPUT_AUDIO_CHANNELS, samples_per_channel=chunk
@@ -209,6 +210,10 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         async def stamped() -> Any:
             msg = await receive_one()
             self._last_server_msg_at = time.monotonic()
+            update = getattr(msg, "session_resumption_update", None)
+            if update is not None and update.resumable and update.new_handle:
+                if self._on_handle is not None:
+                    self._on_handle(update.new_handle)
             return msg
 
         session._receive = stamped  # type: ignore[method-assign]
@@ -452,11 +457,14 @@ class KaiwaRealtimeModel(realtime_api.RealtimeModel):
         *,
         input_chunk_ms: int = 50,
         resilience: ResilienceOptions | None = None,
+        on_resumption_handle: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.input_chunk_ms = input_chunk_ms
         self.resilience = resilience or ResilienceOptions()
+        # told every new resumption handle (kept outside the process, agent/session_store.py)
+        self.on_resumption_handle = on_resumption_handle
 
     def session(self, *, turn_detection_disabled: bool = False) -> KaiwaRealtimeSession:
         sess = KaiwaRealtimeSession(self)

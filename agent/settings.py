@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     go_away_margin_s: float = Field(2.0, ge=0, validation_alias="KAIWA_GO_AWAY_MARGIN_S")
     audio_buffer_s: float = Field(5.0, ge=0, validation_alias="KAIWA_AUDIO_BUFFER_S")
 
+    state_dir: Path = Field(PROJECT_ROOT / "data" / "sessions", validation_alias="KAIWA_STATE_DIR")
+
     # --- tools ---
     tool_timeout_s: float = Field(15.0, gt=0, validation_alias="KAIWA_TOOL_TIMEOUT_S")
     tool_behavior: ToolBehavior = Field("default", validation_alias="KAIWA_TOOL_BEHAVIOR")

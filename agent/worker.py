@@ -26,6 +26,7 @@ from .lifecycle import (
 )
 from .model import build_realtime_model
 from .resilience import end_call_when_model_lost
+from .session_store import HandleStore
 from .settings import Settings, load_settings
 from .tools import build_tools
 from .tools.runtime import TOOLS_ATTRIBUTE, activity
@@ -109,9 +110,18 @@ async def entrypoint(ctx: JobContext) -> None:
         greeting_instructions=greeting,
         tools=build_tools(settings),
     )
+    handles = HandleStore(settings.state_dir, ctx.room.name)
+    resume_handle = handles.load() if recovery is not None else None
     session: AgentSession = AgentSession(
-        llm=build_realtime_model(settings, instructions=str(agent.instructions)),
+        llm=build_realtime_model(
+            settings,
+            instructions=str(agent.instructions),
+            # a replacement for a crashed job resumes the same Gemini conversation
+            resume_handle=resume_handle,
+            on_resumption_handle=handles.save,
+        ),
     )
+    ctx.add_shutdown_callback(handles.forget)
 
     await ctx.connect()
     # bounded: a re-dispatched job whose caller has left must not wait forever
@@ -160,5 +170,9 @@ async def entrypoint(ctx: JobContext) -> None:
             previous_job_id=recovery.previous_job_id,
             attempt=recovery.attempt,
             room=ctx.room.name,
-            replayed="nothing: new Gemini session; the caller is asked to repeat",
+            replayed=(
+                "the Gemini conversation, resumed from its last handle"
+                if resume_handle
+                else "nothing: new Gemini session; the caller is asked to repeat"
+            ),
         )

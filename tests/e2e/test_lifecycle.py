@@ -328,6 +328,9 @@ async def test_job_process_killed(
     try:
         first_agent = await caller.wait_for_agent(timeout=30)
         await caller.wait_for_agent_audio(seconds=1.0, timeout=30)  # the greeting
+        conv = await _conversation_for(lc_gemini, known)
+        await lc_gemini.wait_until(lambda: conv.last_handle, timeout=10, what="a handle")
+        connections = len(conv.connections)
         pid = await _job_pid(worker_a, room)
         since = len(worker_a.lines)
 
@@ -343,7 +346,10 @@ async def test_job_process_killed(
             timeout=30,
             what="a replacement agent",
         )
-        conv = await _conversation_for(lc_gemini, known + 1)
+        # The new job resumed the same Gemini conversation from the dead job's last handle.
+        resumed = await conv.wait_for_connection(count=connections + 1, timeout=30)
+        assert resumed.resumed_handle is not None
+        assert len(lc_gemini.conversations) == known + 1  # no fresh conversation
         req = await conv.wait_for_client_content(
             lambda c: RECOVERY_MARK in (c.instructions or ""), timeout=20
         )
