@@ -136,6 +136,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         self, stack: contextlib.AsyncExitStack, model: str, config: types.LiveConnectConfig
     ) -> AsyncSession:
         while True:
+            self._stop_if_closing()
             await self._pace_connect()
             try:
                 async with asyncio.timeout(self._kopts.setup_timeout_s):
@@ -143,6 +144,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
                         self._real_connect(model=model, config=config)
                     )
             except TimeoutError:
+                self._stop_if_closing()
                 logger.warning(
                     "Gemini did not answer the session setup within %.0fs; retrying",
                     self._kopts.setup_timeout_s,
@@ -150,6 +152,9 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
                 self._note_down("setup_timeout")
                 continue
             except Exception as e:
+                # a cancel (session closing) can surface from the socket library as an
+                # ordinary error; retrying then would keep the closing session alive
+                self._stop_if_closing()
                 code = close_code(e)
                 logger.error("Gemini session setup failed: %s", describe_close(code, str(e)))
                 if not self._ever_connected and code in _PERMANENT_ON_FIRST_CONNECT:
@@ -158,6 +163,11 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
                 continue
             self._on_connected()
             return session
+
+    def _stop_if_closing(self) -> None:
+        task = asyncio.current_task()
+        if self._msg_ch.closed or (task is not None and task.cancelling()):
+            raise asyncio.CancelledError()
 
     async def _pace_connect(self) -> None:
         """Backoff with jitter between attempts; give up past the window budget."""

@@ -309,6 +309,10 @@ async def test_dropped_caller_grace_then_hangup(
     room = _room("hangup")
     caller = await _join(lc_tokens, room, "caller-hangup")
     await caller.wait_for_agent(timeout=30)
+    # Hang up once the call is up (greeting heard). A hang-up in the first ~0.1 s, while
+    # the Gemini connection is still being set up, currently leaves the job closing for
+    # the framework's 60 s aclose timeout (known issue, see docs/reliability.md).
+    await caller.wait_for_agent_audio(seconds=0.5, timeout=30)
     await caller.leave()
     hung_up_at = time.monotonic()
     await _poll("the agent to leave after a hang-up", 15, agent_gone)
