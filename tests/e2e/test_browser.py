@@ -26,9 +26,9 @@ from desk import Desk
 from tests.fakes.gemini_live import GeminiLiveFake
 from tests.fakes.gemini_live.conversation import FakeConversation
 from tests.support.browser import SCREENSHOTS, chromium, fake_mic_wav, find_chromium, in_ci
-from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
+from tests.support.stack import ROOT, TokenServer, Worker
 
-from .conftest import AGENT_NAME, TEST_INSTRUCTIONS, TEST_VOICE, fresh_conversation
+from .conftest import AGENT_NAME, fresh_conversation
 
 try:
     from playwright.async_api import BrowserContext, Page, async_playwright, expect
@@ -141,34 +141,10 @@ async def browser(
 
 
 @pytest.fixture(scope="module")
-async def browser_worker(
-    livekit: LiveKitServer, gemini: GeminiLiveFake, stack_dir: Path, desk_db: Path
-) -> AsyncIterator[Worker]:
-    """The worker, as the shared fixture starts it, except for admission control: Chromium
-    and other test runs keep two cores busy, and LiveKit's default (machine CPU >= 70 %
-    marks the worker full, and livekit-server then drops the dispatch) would leave the page
-    without an agent. Load is counted in sessions instead (KAIWA_MAX_SESSIONS)."""
-    env = worker_env(
-        livekit,
-        gemini.env(),
-        KAIWA_AGENT_NAME=AGENT_NAME,
-        KAIWA_INSTRUCTIONS=TEST_INSTRUCTIONS,
-        KAIWA_VOICE=TEST_VOICE,
-        KAIWA_DESK_DB=str(desk_db),
-        KAIWA_MAX_SESSIONS="4",
-        KAIWA_NUM_IDLE_PROCESSES="1",
-    )
-    proc = Worker(env, stack_dir, name="worker-browser")
-    await proc.start_and_register()
-    yield proc
-    await proc.stop()
-
-
-@pytest.fixture(scope="module")
 async def live(
     browser: BrowserContext,
     token_server: TokenServer,
-    browser_worker: Worker,
+    worker: Worker,
     gemini: GeminiLiveFake,
 ) -> AsyncIterator[Live]:
     """Open the page, press Start, and take over the agent's Gemini session."""
@@ -380,7 +356,7 @@ async def test_leave_ends_the_call(live: Live) -> None:
 async def test_livekit_token_source_endpoint(
     browser: BrowserContext,
     token_server: TokenServer,
-    browser_worker: Worker,
+    worker: Worker,
     gemini: GeminiLiveFake,
 ) -> None:
     """LiveKit's own client (livekit-client's TokenSource.endpoint, the UMD build from
