@@ -91,6 +91,9 @@ class UserTurn:
     ended_at: float  # arrival time of the chunk that completed the trailing silence
     voiced_seconds: float  # audio seconds of voiced chunks in the turn
     end_chunk_index: int  # index in FakeConversation.audio of that chunk
+    lost: bool = False  # ended on an old connection after the handle a resume used
+    ignored: bool = False  # the fake was told to stay silent after it (session hang)
+    transcript: str | None = None  # what the auto script "heard" (inputTranscription)
 
 
 class TurnDetector:

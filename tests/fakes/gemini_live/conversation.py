@@ -31,8 +31,12 @@ from .records import (
     ActivityRecord,
     AudioChunk,
     ClientContentRecord,
+    HandleRecord,
     JsonDict,
+    LostRecord,
     MessageRecord,
+    ProtocolErrorKind,
+    ProtocolErrorRecord,
     SetupInfo,
     SpeakResult,
     TextRecord,
@@ -55,6 +59,8 @@ T = TypeVar("T")
 # Reasons Google's frontend puts in close frames (seen in public bug reports)
 REASON_INTERNAL = "Internal error encountered."
 REASON_INVALID_ARGUMENT = "Request contains an invalid argument."
+# the close after goAway's timeLeft ran out (public report: kizuna-ai-lab/sokuji#179)
+REASON_DEADLINE = "Deadline expired before operation could complete."
 
 # Gemini bills audio at 32 tokens per second; usageMetadata uses it for plausible numbers
 _TOKENS_PER_AUDIO_SECOND = 32
@@ -62,6 +68,10 @@ _TOKENS_PER_AUDIO_SECOND = 32
 
 class ConnectionGone(ConnectionError):
     """The connection a driving call was using closed under it."""
+
+
+class ProtocolViolation(ValueError):
+    """A client message the real service refuses; the read loop closes with 1007."""
 
 
 class Signal:
@@ -88,6 +98,14 @@ class Signal:
                     await event.wait()
         except TimeoutError:
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}") from None
+
+
+def _split_pieces(text: str, pieces: int) -> list[str]:
+    """Split at word boundaries (leading spaces kept) into at most `pieces` pieces."""
+    words = re.findall(r"\s*\S+", text) or [text]
+    n = max(1, min(pieces, len(words)))
+    bounds = [round(i * len(words) / n) for i in range(n + 1)]
+    return ["".join(words[bounds[i] : bounds[i + 1]]) for i in range(n)]
 
 
 def _elide(obj: Any) -> Any:
@@ -126,6 +144,12 @@ class FakeConnection:
         self.setup_at: float | None = None
         self.setup_complete_at: float | None = None
         self.resumed_handle: str | None = None  # handle presented in setup, if we knew it
+        # True when resumed_handle was the conversation's newest handle at the time
+        self.resumed_latest: bool | None = None
+        self.pong_delay_s: float = fake.pong_delay_s  # delay before answering each ping
+        self.pings_received = 0
+        self.go_away_at: float | None = None
+        self.go_away_deadline: float | None = None  # the fake closes 1011 then, if still open
         self.conversation: FakeConversation | None = None
         self.hung = False
         self.hung_at_setup = False
@@ -290,6 +314,13 @@ class FakeConversation:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tokens_in = 0
         self._tokens_out = 0
+        self.protocol_errors: list[ProtocolErrorRecord] = []
+        self.tool_response_counts: dict[str, int] = {}  # every id answered, unknown ones too
+        self.handle_records: dict[str, HandleRecord] = {}
+        self.lost_after_resume: list[LostRecord] = []
+        self.ignored_user_turns: list[UserTurn] = []  # turns the fake stayed silent after
+        self.next_user_transcript: str | None = None  # the auto script's next "heard" words
+        self._ignore_turns = 0
 
     def __repr__(self) -> str:
         return f"FakeConversation({self.id}, connections={len(self.connections)})"
@@ -329,6 +360,37 @@ class FakeConversation:
     def manual_activity(self) -> bool:
         """Automatic activity detection disabled: the client sends activityStart/End."""
         return bool(pick(self.setup, "realtimeInputConfig.automaticActivityDetection.disabled"))
+
+    @property
+    def model_family(self) -> str:
+        """ "2.5" or "3.8" (or "3.1"), from the model name in setup."""
+        return self.setup_info.model_family
+
+    @property
+    def tool_behaviors(self) -> dict[str, str]:
+        """{tool: "BLOCKING" | "NON_BLOCKING"} as the server applies them (latest setup)."""
+        return SetupInfo(self.setups[-1] if self.setups else {}).tool_behaviors
+
+    # ----------------------------------------------------------------- strictness
+
+    @property
+    def pending_tool_calls(self) -> list[str]:
+        """Ids of calls issued and not yet answered, cancelled or forgotten by a resume."""
+        return [i for i, c in self.tool_calls.items() if c.pending]
+
+    def assert_no_protocol_errors(self, *, allow: Iterable[str] = ()) -> None:
+        """Fail (AssertionError) if the client did anything the real service refuses."""
+        allowed = set(allow)
+        errors = [e for e in self.protocol_errors if e.kind not in allowed]
+        if errors:
+            lines = "\n".join(f"  conn#{e.connection} {e.kind}: {e.detail}" for e in errors)
+            raise AssertionError(f"{self.id}: {len(errors)} protocol error(s):\n{lines}")
+
+    def ignore_next_user_turns(self, n: int = 1) -> None:
+        """Session hang: after each of the next n user turns send nothing at all (no
+        transcription, no reply, no resumption update). The socket stays open, pings are
+        answered, and test-driven calls (speak, send) still work."""
+        self._ignore_turns += n
 
     # ----------------------------------------------------------------- state accessors
 
@@ -551,10 +613,17 @@ class FakeConversation:
         realtime: bool = True,
         barge_in: bool = True,
         input_transcript: str | None = None,
+        transcript_timing: Literal["before", "late"] = "before",
+        transcript_pieces: int = 3,
         timeout: float = 10.0,
     ) -> SpeakResult:
         """Play one model turn: [inputTranscription], audio + outputTranscription pieces,
         generationComplete, turnComplete (+ usageMetadata, + resumption update).
+
+        `input_transcript` goes out before the audio ("before"), or ("late", like the real
+        service) split at word boundaries into up to `transcript_pieces` pieces: all but the
+        last spread over the audio starting after the first chunk, the last one
+        `fake.late_transcript_delay_s` after turnComplete.
 
         Audio is `pcm` (24 kHz s16le mono) or a speech-like signal of `seconds` (default
         ~70 ms per character of `text`, min 1 s), sent in `chunk_ms` pieces paced on the
@@ -573,6 +642,8 @@ class FakeConversation:
                 realtime=realtime,
                 barge_in=barge_in,
                 input_transcript=input_transcript,
+                transcript_timing=transcript_timing,
+                transcript_pieces=transcript_pieces,
             )
 
     async def _speak_on(
@@ -586,7 +657,13 @@ class FakeConversation:
         realtime: bool,
         barge_in: bool,
         input_transcript: str | None,
+        transcript_timing: Literal["before", "late"] = "before",
+        transcript_pieces: int = 3,
     ) -> SpeakResult:
+        late: list[str] = []
+        if input_transcript and transcript_timing == "late":
+            late = _split_pieces(input_transcript, transcript_pieces)
+            input_transcript = None
         if pcm is None:
             dur = seconds if seconds is not None else max(1.0, 0.07 * len(text))
             pcm = speech_like_pcm(dur, OUTPUT_RATE, f0=210.0)
@@ -621,11 +698,17 @@ class FakeConversation:
                 return False
             return True
 
+        # late pieces: all but the last after chunks 0, n/k, ...; the last after turnComplete
+        late_at = [j * len(chunks) // max(1, len(late) - 1) for j in range(len(late) - 1)]
+        late_next = 0
+
+        async def send_in(text: str) -> None:
+            await conn.send({"serverContent": {"inputTranscription": {"text": text}}})
+            result.input_transcript_sent.append((time.monotonic(), text))
+
         try:
             if input_transcript:
-                await conn.send(
-                    {"serverContent": {"inputTranscription": {"text": input_transcript}}}
-                )
+                await send_in(input_transcript)
             t0 = time.monotonic()
             piece = 0
             for k, chunk in enumerate(chunks):
@@ -638,6 +721,9 @@ class FakeConversation:
                     result.first_audio_sent_at = now
                 result.last_audio_sent_at = now
                 result.chunks_sent += 1
+                while late_next < len(late_at) and late_at[late_next] <= k:
+                    await send_in(late[late_next])
+                    late_next += 1
                 while piece < len(pieces) and at_chunk[piece] <= k:
                     await conn.send(
                         {"serverContent": {"outputTranscription": {"text": pieces[piece]}}}
@@ -665,7 +751,13 @@ class FakeConversation:
             await conn.send(
                 {"serverContent": {"turnComplete": True}, "usageMetadata": self._usage()}
             )
+            result.turn_complete_at = time.monotonic()
             await self._after_turn_complete(conn)
+            if late_next < len(late):
+                # the rest of what the user said arrives after the turn is over
+                await asyncio.sleep(self.fake.late_transcript_delay_s)
+                for text in late[late_next:]:
+                    await send_in(text)
         except ConnectionGone:
             result.disconnected = True
             log.info("%s: speech cut by disconnect", self.id)
@@ -691,15 +783,45 @@ class FakeConversation:
         if conn.setup is not None and SetupInfo(conn.setup).wants_resumption:
             await self.issue_handle(conn)
 
-    async def issue_handle(self, conn: FakeConnection | None = None) -> str:
-        """Send sessionResumptionUpdate with a fresh handle (done automatically after
-        setupComplete and each turnComplete when setup asked for resumption)."""
+    async def issue_handle(self, conn: FakeConnection | None = None) -> str | None:
+        """Send a sessionResumptionUpdate (done automatically after setupComplete, each
+        turnComplete, a toolCall, and the tool response or cancellation that leaves no call
+        pending, when setup asked for resumption).
+
+        While any function call is pending the update is not resumable
+        (`fake.not_resumable_update`, no newHandle) and None is returned; otherwise a fresh
+        handle is issued, remembered with the state it stands for, and returned.
+        """
         conn = conn or await self._live(10.0)
+        if self.pending_tool_calls:
+            await conn.send({"sessionResumptionUpdate": dict(self.fake.not_resumable_update)})
+            return None
         handle = f"fake-handle-{self.index}-{len(self.handles)}-{secrets.token_hex(4)}"
         self.handles.append(handle)
+        self.handle_records[handle] = HandleRecord(
+            handle=handle,
+            issued_at=time.monotonic(),
+            connection=conn.index,
+            audio_count=len(self.audio),
+            user_turn_count=len(self.user_turns),
+            text_count=len(self.texts),
+            user_text_count=len(self.user_texts),
+            client_content_count=len(self.client_contents),
+            tool_call_ids=frozenset(self.tool_calls),
+            unanswered_texts=tuple(self._unanswered_texts),
+        )
         self.fake._handles[handle] = self
         await conn.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
         return handle
+
+    def _spawn_handle_update(self, conn: FakeConnection) -> None:
+        if conn.setup is not None and SetupInfo(conn.setup).wants_resumption and conn.is_live:
+
+            async def run() -> None:
+                with contextlib.suppress(ConnectionGone):
+                    await self.issue_handle(conn)
+
+            self.spawn(run())
 
     async def send_interrupted(self, timeout: float = 10.0) -> None:
         """Stop a running speak (it sends interrupted + turnComplete), or send both now."""
@@ -731,6 +853,9 @@ class FakeConversation:
             fcs.append({"id": call_id, "name": name, "args": dict(args or {})})
         log.info("%s: toolCall %s", self.id, [(f["name"], f["id"]) for f in fcs])
         await conn.send({"toolCall": {"functionCalls": fcs}})
+        # the session is not resumable while the calls run (Google's SessionResumptionUpdate
+        # docs); the fake says so at once (inferred: when Google sends it is not documented)
+        await self._after_turn_complete(conn)
         return [f["id"] for f in fcs]
 
     async def send_tool_call(
@@ -750,10 +875,13 @@ class FakeConversation:
     async def cancel_tool_calls(self, ids: list[str], timeout: float = 10.0) -> None:
         conn = await self._live(timeout)
         now = time.monotonic()
+        had_pending = bool(self.pending_tool_calls)
         for call_id in ids:
-            if rec := self.tool_calls.get(call_id):
+            if (rec := self.tool_calls.get(call_id)) and rec.cancelled_at is None:
                 rec.cancelled_at = now
         await conn.send({"toolCallCancellation": {"ids": list(ids)}})
+        if had_pending and not self.pending_tool_calls:
+            await self._after_turn_complete(conn)
 
     # ----------------------------------------------------------------- driving: faults
 
@@ -782,10 +910,27 @@ class FakeConversation:
         conn.hung = True
         return conn
 
-    async def go_away(self, time_left_s: float = 10.0, timeout: float = 10.0) -> None:
-        """Send goAway; the fake itself does not close afterwards (the plugin reconnects)."""
+    async def go_away(
+        self, time_left_s: float = 10.0, timeout: float = 10.0, *, close_when_due: bool = True
+    ) -> FakeConnection:
+        """Send goAway; when `time_left_s` runs out and the client has not closed the socket
+        itself, close it with 1011 "Deadline expired before operation could complete."
+        (unless close_when_due=False). Returns the connection it was sent on."""
         conn = await self._live(timeout)
+        now = time.monotonic()
+        conn.go_away_at, conn.go_away_deadline = now, now + time_left_s
         await conn.send({"goAway": {"timeLeft": proto_duration(time_left_s)}})
+        if close_when_due:
+
+            async def close_later() -> None:
+                await asyncio.sleep(time_left_s)
+                if conn.is_open and conn.closed_by is None:
+                    log.info("%s: goAway deadline over, closing conn#%d", self.id, conn.index)
+                    with contextlib.suppress(ConnectionClosed):
+                        await conn.close(1011, REASON_DEADLINE)
+
+            self.spawn(close_later())
+        return conn
 
     async def send_malformed(
         self,
@@ -826,6 +971,70 @@ class FakeConversation:
             self.messages.append(rec)
         conn.unattached_messages.clear()
         self.fake._changed.notify()
+
+    def resume_from(self, conn: FakeConnection, handle: str) -> LostRecord:
+        """`conn` presented `handle`: go back to the state it stands for.
+
+        Everything received after the handle on older connections is marked lost (audio,
+        user turns, typed text, client_content), calls issued after it are forgotten (an
+        answer to one is an unknown id), typed text waiting for a reply goes back to what
+        it was, and the energy VAD starts afresh.
+        """
+        now = time.monotonic()
+        rec = self.handle_records[handle]
+        conn.resumed_handle = handle
+        conn.resumed_latest = bool(self.handles) and handle == self.handles[-1]
+        if not conn.resumed_latest:
+            log.warning("%s: conn#%d resumes with a stale handle", self.id, conn.index)
+        old = conn.index
+
+        def lose(items: list[Any], start: int) -> list[Any]:
+            out = []
+            for item in items[start:]:
+                if item.connection != old and not item.lost:
+                    item.lost = True
+                    out.append(item)
+            return out
+
+        audio = lose(self.audio, rec.audio_count)
+        lost_texts = lose(self.user_texts, rec.user_text_count)
+        lose(self.texts, rec.text_count)
+        contents = lose(self.client_contents, rec.client_content_count)
+        turns = [t for t in self.user_turns[rec.user_turn_count :] if not t.lost]
+        for t in turns:
+            t.lost = True
+        forgotten = []
+        for call_id, call in self.tool_calls.items():
+            if call_id not in rec.tool_call_ids and call.forgotten_at is None:
+                call.forgotten_at = now
+                forgotten.append(call_id)
+        self._unanswered_texts = list(rec.unanswered_texts)
+        self._vad = TurnDetector(
+            silence_ms=self.fake.silence_ms, threshold=self.fake.voiced_threshold
+        )
+        lost = LostRecord(
+            at=now,
+            handle=handle,
+            resumed_on=conn.index,
+            audio_chunks=len(audio),
+            audio_seconds=sum(c.seconds for c in audio),
+            voiced_seconds=sum(c.voiced_seconds for c in audio),
+            user_turns=len(turns),
+            texts=[t.text for t in lost_texts],
+            client_contents=len(contents),
+            tool_call_ids=forgotten,
+        )
+        self.lost_after_resume.append(lost)
+        log.info(
+            "%s: conn#%d resumed (latest=%s); lost %.2fs audio, %d turns, %d calls",
+            self.id,
+            conn.index,
+            conn.resumed_latest,
+            lost.audio_seconds,
+            lost.user_turns,
+            len(forgotten),
+        )
+        return lost
 
     def on_message(self, conn: FakeConnection, msg: JsonDict) -> None:
         """Record one client frame (after setup) and feed the auto script."""
@@ -877,7 +1086,10 @@ class FakeConversation:
         if kind == "activityStart" and self._speech and self._speech.barge_in:
             self._speech.interrupt("barge_in", time.monotonic())
         if kind == "activityEnd" and self.manual_activity:
-            self.fake.script.on_user_turn(self, None)
+            now = time.monotonic()
+            # a stand-in turn (not in user_turns) so lost/ignored work with manual activity
+            turn = UserTurn(now, now, now, 0.0, len(self.audio) - 1)
+            self._user_turn_ended(turn)
 
     def _on_audio(self, conn: FakeConnection, blob: JsonDict) -> None:
         mime = str(pick(blob, "mimeType") or "audio/pcm")
@@ -909,7 +1121,19 @@ class FakeConversation:
             self.user_turns.append(turn)
             log.info("%s: user turn end (%.2fs voiced)", self.id, turn.voiced_seconds)
             if not self.manual_activity:
-                self.fake.script.on_user_turn(self, turn)
+                self._user_turn_ended(turn)
+
+    def _user_turn_ended(self, turn: UserTurn) -> None:
+        if self._ignore_turns > 0 or self.fake._silent_turns > 0:
+            if self._ignore_turns > 0:
+                self._ignore_turns -= 1
+            else:
+                self.fake._silent_turns -= 1
+            turn.ignored = True
+            self.ignored_user_turns.append(turn)
+            log.info("%s: staying silent after this user turn (session hang)", self.id)
+            return
+        self.fake.script.on_user_turn(self, turn)
 
     def _on_video(self, conn: FakeConnection, blob: JsonDict) -> None:
         data = b64decode_any(str(pick(blob, "data") or ""))
@@ -938,7 +1162,11 @@ class FakeConversation:
             self.fake.script.on_reply_request(self, texts[-1] if texts else None)
 
     def _on_tool_response(self, conn: FakeConnection, tr: JsonDict) -> None:
+        """Record the answers; refuse unknown, forgotten and repeated ids like the service."""
         now = time.monotonic()
+        had_pending = bool(self.pending_tool_calls)
+        accepted = 0
+        fatal: list[str] = []
         for fr in pick(tr, "functionResponses") or []:
             if not isinstance(fr, dict):
                 continue
@@ -949,9 +1177,40 @@ class FakeConversation:
                 now, call_id, fr.get("name"), response, fr.get("scheduling"), fr, conn.index
             )
             self.tool_responses.append(rec)
-            if call_id and (call := self.tool_calls.get(call_id)):
-                call.response, call.response_at = response, now
             log.info("%s: tool response %s %s", self.id, call_id, json.dumps(response)[:120])
+            if call_id:
+                self.tool_response_counts[call_id] = self.tool_response_counts.get(call_id, 0) + 1
+            call = self.tool_calls.get(call_id) if call_id else None
+            if call is not None:
+                call.response_count += 1
+            kind: ProtocolErrorKind | None = None
+            if not call_id:
+                kind, detail = "tool_response_without_id", f"functionResponse {fr.get('name')!r}"
+            elif call is None:
+                kind, detail = "unknown_tool_call_id", f"{call_id} was never issued"
+            elif call.forgotten_at is not None:
+                kind = "unknown_tool_call_id"
+                detail = f"{call_id} ({call.name}) was issued after the handle the resume used"
+            elif call.response_at is not None:
+                kind = "duplicate_tool_response"
+                detail = f"{call_id} ({call.name}) answered {call.response_count} times"
+            elif call.cancelled_at is not None:
+                kind = "cancelled_tool_call_answered"
+                detail = f"{call_id} ({call.name}) was cancelled"
+            if kind is None:
+                assert call is not None
+                call.response, call.response_at = response, now
+                accepted += 1
+                continue
+            rec.rejected = kind
+            close = kind != "cancelled_tool_call_answered" and self.fake.strict_tool_ids
+            self.fake.record_protocol_error(kind, detail, conn, close)
+            if close:
+                fatal.append(f"{kind}: {detail}")
+        if fatal:
+            raise ProtocolViolation("; ".join(fatal))
+        if accepted and had_pending and not self.pending_tool_calls:
+            self._spawn_handle_update(conn)
 
     # ----------------------------------------------------------------- auto script plumbing
 
@@ -981,11 +1240,21 @@ class FakeConversation:
         return True
 
     async def auto_speak(
-        self, text: str, seconds: float, input_transcript: str | None = None
+        self,
+        text: str,
+        seconds: float,
+        input_transcript: str | None = None,
+        *,
+        turn: UserTurn | None = None,
+        transcript_timing: Literal["before", "late"] = "before",
+        transcript_pieces: int = 3,
     ) -> None:
         async with self._speak_lock:
             conn = self.live_connection
             if not self.auto or conn is None:  # turned off (or disconnected) while queued
+                return
+            if turn is not None and turn.lost:  # a resume went back to before this turn
+                log.info("%s: not answering a user turn the resume lost", self.id)
                 return
             self._auto_speaking = True
             try:
@@ -998,6 +1267,8 @@ class FakeConversation:
                     realtime=True,
                     barge_in=True,
                     input_transcript=input_transcript,
+                    transcript_timing=transcript_timing,
+                    transcript_pieces=transcript_pieces,
                 )
             finally:
                 self._auto_speaking = False

@@ -97,6 +97,8 @@ class AudioChunk:
     voiced_threshold: float = DEFAULT_VOICED_RMS
     frames: list[tuple[float, float]] = field(default_factory=list)  # (seconds, rms) per 20 ms
     voiced_seconds: float = 0.0  # seconds of 20 ms frames at or above the threshold
+    # received on an old connection after the handle a resume used: the model never "heard" it
+    lost: bool = False
 
     def __post_init__(self) -> None:
         step = INPUT_RATE * VAD_FRAME_MS // 1000 * 2
@@ -135,6 +137,7 @@ class TextRecord:
     text: str
     via: Literal["realtime_input", "client_content"]
     connection: int
+    lost: bool = False  # arrived after the handle a later resume used
 
 
 @dataclass
@@ -151,6 +154,7 @@ class ClientContentRecord:
     turn_complete: bool
     raw: JsonDict
     connection: int
+    lost: bool = False  # arrived after the handle a later resume used
 
     @property
     def parts(self) -> list[tuple[str, str]]:
@@ -212,6 +216,14 @@ class ToolCallRecord:
     response: JsonDict | None = None  # the functionResponses[].response dict
     response_at: float | None = None
     cancelled_at: float | None = None
+    # issued after the handle a resume used: the resumed session never made this call
+    forgotten_at: float | None = None
+    response_count: int = 0  # functionResponses carrying this id (1 is the only right answer)
+
+    @property
+    def pending(self) -> bool:
+        """Issued, not answered, not cancelled, not forgotten by a resume."""
+        return self.response_at is None and self.cancelled_at is None and self.forgotten_at is None
 
 
 @dataclass
@@ -223,6 +235,62 @@ class ToolResponseRecord:
     scheduling: str | None
     raw: JsonDict  # the whole functionResponses[] entry
     connection: int
+    # None: accepted. Else the protocol error kind ("unknown_tool_call_id", ...)
+    rejected: str | None = None
+
+
+ProtocolErrorKind = Literal[
+    "unknown_tool_call_id",  # never issued, or forgotten by a resume
+    "duplicate_tool_response",  # the id was already answered
+    "cancelled_tool_call_answered",  # answered after toolCallCancellation (recorded only)
+    "tool_response_without_id",
+    "invalid_payload",  # undecodable JSON/base64 from the client
+    "unsupported_setup",  # a setup field the model refuses (3.8)
+]
+
+
+@dataclass
+class ProtocolErrorRecord:
+    """Something the real service would refuse. `closed`: the fake closed the socket (1007)."""
+
+    at: float
+    kind: ProtocolErrorKind
+    detail: str
+    connection: int
+    conversation: str | None  # FakeConversation.id
+    closed: bool
+
+
+@dataclass
+class HandleRecord:
+    """A resumption handle and the conversation state it stands for."""
+
+    handle: str
+    issued_at: float
+    connection: int
+    audio_count: int  # len(conv.audio) when issued
+    user_turn_count: int
+    text_count: int
+    user_text_count: int
+    client_content_count: int
+    tool_call_ids: frozenset[str]  # calls the conversation had made by then
+    unanswered_texts: tuple[str, ...]  # typed text waiting for a reply request
+
+
+@dataclass
+class LostRecord:
+    """What a resume threw away: everything received after `handle` on older connections."""
+
+    at: float
+    handle: str
+    resumed_on: int  # connection index of the resuming connection
+    audio_chunks: int
+    audio_seconds: float
+    voiced_seconds: float
+    user_turns: int
+    texts: list[str]  # typed user text (any route)
+    client_contents: int
+    tool_call_ids: list[str]  # forgotten calls (issued after the handle)
 
 
 @dataclass
@@ -242,6 +310,9 @@ class SpeakResult:
     interrupted_by: Literal["barge_in", "explicit"] | None = None
     disconnected: bool = False  # the connection died mid-speech
     transcript_sent: str = ""  # outputTranscription text actually sent
+    # inputTranscription pieces actually sent, with their send times
+    input_transcript_sent: list[tuple[float, str]] = field(default_factory=list)
+    turn_complete_at: float | None = None
 
     @property
     def audio_seconds_sent(self) -> float:
@@ -311,3 +382,70 @@ class SetupInfo:
     @property
     def output_transcription(self) -> bool:
         return pick(self.raw, "outputAudioTranscription") is not None
+
+    # ------------------------------------------------------------ model family (2.5 / 3.8)
+
+    @property
+    def model_family(self) -> str:
+        """ "3.8" for gemini-3.8-live*, "3.1" for 3.1 models, else "2.5"."""
+        name = (self.model or "").removeprefix("models/")
+        for family in ("3.8", "3.1"):
+            if family in name:
+                return family
+        return "2.5"
+
+    @property
+    def extended_thinking(self) -> bool:
+        return "extended-thinking" in (self.model or "")
+
+    @property
+    def default_tool_behavior(self) -> str:
+        """What the server assumes for a declaration without `behavior`."""
+        return "NON_BLOCKING" if self.model_family == "3.8" else "BLOCKING"
+
+    @property
+    def tool_behaviors(self) -> dict[str, str]:
+        """{tool name: "BLOCKING" | "NON_BLOCKING"}, the explicit value or the model default."""
+        out: dict[str, str] = {}
+        for tool in pick(self.raw, "tools") or []:
+            for decl in pick(tool, "functionDeclarations") or []:
+                if isinstance(decl, dict) and isinstance(decl.get("name"), str):
+                    b = decl.get("behavior")
+                    explicit = str(b).upper() if b not in (None, "", "UNSPECIFIED") else None
+                    out[decl["name"]] = explicit or self.default_tool_behavior
+        return out
+
+    @property
+    def affective_dialog(self) -> bool | None:
+        for path in ("generationConfig.enableAffectiveDialog", "enableAffectiveDialog"):
+            v = pick(self.raw, path)
+            if v is not None:
+                return bool(v)
+        return None
+
+    @property
+    def thinking_config(self) -> JsonDict | None:
+        v = pick(self.raw, "generationConfig.thinkingConfig")
+        return v if isinstance(v, dict) else None
+
+    @property
+    def proactive_audio(self) -> bool | None:
+        """proactivity.proactiveAudio as sent (None when the client left it out)."""
+        p = pick(self.raw, "proactivity")
+        if not isinstance(p, dict):
+            return None
+        v = pick(p, "proactiveAudio")
+        return bool(v) if v is not None else False  # proto3: {} means false
+
+    def refusal(self) -> str | None:
+        """Why the real service would refuse this setup (3.8 rules), else None."""
+        if self.model_family != "3.8":
+            return None
+        model = (self.model or "").removeprefix("models/")
+        if self.affective_dialog:
+            return f"enable_affective_dialog is not supported by {model}."
+        if self.thinking_config is not None and not self.extended_thinking:
+            return f"thinking_config is not supported by {model}."
+        if self.proactive_audio is False:
+            return f"proactive_audio cannot be disabled on {model}."
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -22,7 +23,9 @@ import certifi
 import trustme
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from .audio import DEFAULT_VOICED_RMS
 from .conversation import (
@@ -30,9 +33,10 @@ from .conversation import (
     REASON_INVALID_ARGUMENT,
     FakeConnection,
     FakeConversation,
+    ProtocolViolation,
     Signal,
 )
-from .records import JsonDict, SetupInfo
+from .records import JsonDict, ProtocolErrorKind, ProtocolErrorRecord, SetupInfo
 from .script import AutoScript
 
 log = logging.getLogger("tests.fakes.gemini_live")
@@ -90,6 +94,9 @@ class GeminiLiveFake:
         silence_ms: float = 500.0,
         barge_in_ms: float = 200.0,
         script: AutoScript | None = None,
+        strict_tool_ids: bool = True,
+        pong_delay_s: float = 0.0,
+        late_transcript_delay_s: float = 0.25,
     ) -> None:
         self.host = host
         self.port = port
@@ -100,6 +107,15 @@ class GeminiLiveFake:
         self.silence_ms = silence_ms
         self.barge_in_ms = barge_in_ms
         self.script = script or AutoScript()
+        # close 1007 on an unknown, forgotten or repeated function-call id (always recorded)
+        self.strict_tool_ids = strict_tool_ids
+        self.pong_delay_s = pong_delay_s  # default for new connections (conn.pong_delay_s)
+        self.late_transcript_delay_s = late_transcript_delay_s
+        # the update sent while calls are pending; proto3 JSON would drop the false: {}
+        self.not_resumable_update: JsonDict = {"resumable": False}
+        self.protocol_errors: list[ProtocolErrorRecord] = []
+        self.unknown_handles: list[tuple[float, str, int]] = []  # (time, handle, conn index)
+        self._silent_turns = 0
         self.conversations: list[FakeConversation] = []
         self.connections: list[FakeConnection] = []  # every accepted WebSocket, in order
         self.http_rejections: list[tuple[float, str, int]] = []  # (time, path, status)
@@ -258,6 +274,39 @@ class GeminiLiveFake:
         """Next n connections: setupComplete (+ resumption update), then close 1011."""
         self._die_after_setup += n
 
+    def silent_after_user_turn(self, n: int = 1) -> None:
+        """Session hang for the next n user turns, in any conversation: nothing at all is
+        sent after them (see FakeConversation.ignore_next_user_turns)."""
+        self._silent_turns += n
+
+    # ----------------------------------------------------------------- strictness
+
+    def record_protocol_error(
+        self, kind: ProtocolErrorKind, detail: str, conn: FakeConnection, closed: bool
+    ) -> ProtocolErrorRecord:
+        conv = conn.conversation
+        rec = ProtocolErrorRecord(
+            time.monotonic(), kind, detail, conn.index, conv.id if conv else None, closed
+        )
+        self.protocol_errors.append(rec)
+        if conv is not None:
+            conv.protocol_errors.append(rec)
+        log.warning("conn#%d protocol error %s: %s (close=%s)", conn.index, kind, detail, closed)
+        self._changed.notify()
+        return rec
+
+    def assert_no_protocol_errors(self, *, allow: Collection[str] = ()) -> None:
+        """Fail (AssertionError) if any client did something the real service refuses.
+
+        `allow`: error kinds a test expects (e.g. {"cancelled_tool_call_answered"})."""
+        errors = [e for e in self.protocol_errors if e.kind not in set(allow)]
+        if errors:
+            lines = "\n".join(
+                f"  {e.conversation or '-'} conn#{e.connection} {e.kind}: {e.detail}"
+                for e in errors
+            )
+            raise AssertionError(f"Gemini fake: {len(errors)} protocol error(s):\n{lines}")
+
     # ----------------------------------------------------------------- connection handling
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
@@ -273,6 +322,7 @@ class GeminiLiveFake:
         if task is not None:
             self._handler_tasks.add(task)
         conn = FakeConnection(self, ws, len(self.connections))
+        self._install_pong_delay(conn)
         m = _PATH_RE.match(urlsplit(conn.path).path)
         if m:
             conn.api_version, conn.method = m["version"], m["method"]
@@ -292,6 +342,35 @@ class GeminiLiveFake:
             self._changed.notify()
             if task is not None:
                 self._handler_tasks.discard(task)
+
+    @staticmethod
+    def _install_pong_delay(conn: FakeConnection) -> None:
+        """Answer pings after conn.pong_delay_s (websockets answers them inside the protocol
+        object, so the pong frame is held back there and flushed later)."""
+        ws = conn.ws
+        proto = ws.protocol
+        send_frame = proto.send_frame
+
+        def delayed_send_frame(frame: Frame) -> None:
+            if frame.opcode is not Opcode.PONG:
+                send_frame(frame)
+                return
+            conn.pings_received += 1
+            delay = conn.pong_delay_s
+            if delay <= 0:
+                send_frame(frame)
+                return
+
+            def flush() -> None:
+                if proto.state is not State.OPEN or ws.transport is None:
+                    return
+                send_frame(frame)
+                with contextlib.suppress(Exception):
+                    ws.send_data()
+
+            asyncio.get_running_loop().call_later(delay, flush)
+
+        proto.send_frame = delayed_send_frame  # type: ignore[method-assign]
 
     async def _serve(self, conn: FakeConnection) -> None:
         raw = await conn.ws.recv()
@@ -323,11 +402,19 @@ class GeminiLiveFake:
         if self.api_keys is not None and conn.api_key not in self.api_keys:
             await conn.close(1007, REASON_BAD_KEY)
             return
+        if why := info.refusal():
+            # 3.8 setups the real service refuses (DESIGN.md; the reason text is inferred)
+            self.record_protocol_error("unsupported_setup", why, conn, True)
+            await conn.close(1007, why)
+            return
         handle = info.resumption_handle
         conv = self._handles.get(handle) if handle else None
-        if conv is not None:
-            conn.resumed_handle = handle
+        if handle and conv is None:
+            self.unknown_handles.append((time.monotonic(), handle, conn.index))
+            log.warning("conn#%d presents an unknown handle %r", conn.index, handle)
+        if conv is not None and handle is not None:
             conv.attach(conn)
+            conv.resume_from(conn, handle)
             log.info("conn#%d resumes %s", conn.index, conv.id)
         if self._hang_setups > 0:
             self._hang_setups -= 1
@@ -361,16 +448,21 @@ class GeminiLiveFake:
             conn.frames_in += 1
             try:
                 msg = self._parse(raw)
-            except ValueError:
+            except ValueError as e:
                 conn.record("in", raw if isinstance(raw, str) else repr(raw[:200]))
+                self.record_protocol_error("invalid_payload", str(e), conn, True)
                 await conn.close(1007, REASON_INVALID_ARGUMENT)
                 return
             conn.record("in", msg)
             if conn.conversation is not None and isinstance(msg, dict):
                 try:
                     conn.conversation.on_message(conn, msg)
+                except ProtocolViolation:  # recorded where it was found
+                    await conn.close(1007, REASON_INVALID_ARGUMENT)
+                    return
                 except ValueError as e:  # e.g. undecodable base64
                     log.warning("conn#%d: bad client payload: %s", conn.index, e)
+                    self.record_protocol_error("invalid_payload", str(e), conn, True)
                     await conn.close(1007, REASON_INVALID_ARGUMENT)
                     return
 
