@@ -559,3 +559,40 @@ async def test_plugin_answer_after_a_1011_is_an_unknown_id(fake: GeminiLiveFake)
         assert closed.close_code == 1007
     finally:
         await sess.aclose()
+
+
+async def test_plugin_late_transcript_piece_opens_a_new_generation(fake: GeminiLiveFake) -> None:
+    """What the plugin makes of a piece that comes after turnComplete (README: plugin notes):
+    a new generation (with input_speech_started, which cuts playout), and the piece is glued
+    to the next turn's transcript."""
+    fake.late_transcript_delay_s = 0.05
+    sess = RealtimeModel(api_key="fake", instructions="be brief").session()
+    events: list[tuple[str, str | bool]] = []
+    done = asyncio.Event()
+
+    def add(event: tuple[str, str | bool]) -> None:
+        events.append(event)
+        if events.count(("generation", False)) == 2 and event[0] == "partial":
+            done.set()
+
+    sess.on("generation_created", lambda ev: add(("generation", ev.user_initiated)))
+    sess.on(
+        "input_audio_transcription_completed",
+        lambda ev: add(("final" if ev.is_final else "partial", ev.transcript)),
+    )
+    try:
+        conv = await fake.next_conversation(timeout=5)
+        await conv.wait_for_connection(1, timeout=5)
+        await conv.speak(
+            "Ok.",
+            seconds=0.2,
+            realtime=False,
+            input_transcript="yes go ahead",
+            transcript_timing="late",
+        )
+        await asyncio.wait_for(done.wait(), 5)
+        finals = [t for k, t in events if k == "final"]
+        assert finals == ["yes go"]  # "ahead" missed the turn it belongs to
+        assert events[-1] == ("partial", "ahead")  # ...and opened a generation of its own
+    finally:
+        await sess.aclose()
