@@ -11,12 +11,15 @@ from .audio import (
     silence_pcm,
     speech_like_pcm,
 )
-from .conversation import ConnectionGone, FakeConnection, FakeConversation
+from .conversation import ConnectionGone, FakeConnection, FakeConversation, ProtocolViolation
 from .records import (
     ActivityRecord,
     AudioChunk,
     ClientContentRecord,
+    HandleRecord,
+    LostRecord,
     MessageRecord,
+    ProtocolErrorRecord,
     SetupInfo,
     SpeakResult,
     TextRecord,
@@ -40,7 +43,11 @@ __all__ = [
     "FakeConnection",
     "FakeConversation",
     "GeminiLiveFake",
+    "HandleRecord",
+    "LostRecord",
     "MessageRecord",
+    "ProtocolErrorRecord",
+    "ProtocolViolation",
     "SetupInfo",
     "SpeakResult",
     "TextRecord",
