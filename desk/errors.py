@@ -64,3 +64,51 @@ class DeskBusy(DeskError):
 
     def __init__(self) -> None:
         super().__init__("The case system is busy right now; please try again in a moment.")
+
+
+class DeskUnavailable(DeskError):
+    """The database could not be reached (PostgreSQL down, network gone).
+
+    ``maybe_saved`` is true when the connection broke while the change was being
+    committed: it may or may not have been saved (a retry with the same idempotency key is
+    safe either way)."""
+
+    def __init__(self, *, maybe_saved: bool = False) -> None:
+        if maybe_saved:
+            message = (
+                "The case system stopped answering while saving, so I can't tell whether "
+                "the change was saved; please check the case before trying again."
+            )
+        else:
+            message = "The case system can't be reached right now; please try again in a moment."
+        super().__init__(message)
+        self.maybe_saved = maybe_saved
+
+
+class DeskCancelled(DeskError):
+    """A write was stopped (its WriteGuard was cancelled or ran past its deadline) before
+    it was committed; it was rolled back, so nothing changed. ``reason`` is 'cancelled'
+    or 'deadline'."""
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        if reason == "deadline":
+            message = (
+                "The change took too long and was stopped before it was saved; nothing was changed."
+            )
+        else:
+            message = "The change was stopped before it was saved; nothing was changed."
+        super().__init__(message)
+        self.reason = reason
+
+
+class IdempotencyKeyReused(DeskError):
+    """An idempotency key that already belongs to a different change (another operation,
+    case or arguments). Nothing was written; the sentence names no personal data."""
+
+    def __init__(self, key: str, operation: str) -> None:
+        super().__init__(
+            "That request was already used for a different change, so this change was not "
+            "made; nothing was changed."
+        )
+        self.key = key
+        self.operation = operation

@@ -1,23 +1,26 @@
-"""Versioned schema. ``PRAGMA user_version`` holds how many MIGRATIONS have been applied.
+"""Versioned schema, one list for SQLite and PostgreSQL.
 
-Append new migrations; never edit one that has shipped. Each runs inside the same
-BEGIN IMMEDIATE transaction as its user_version bump, so a crash or a concurrent opener
-never sees a half-migrated file.
+The schema version is how many MIGRATIONS have been applied (SQLite: ``PRAGMA
+user_version``; PostgreSQL: the ``desk_schema`` table, see desk.pg). Append new
+migrations; never change what one does once it has shipped (the SQL below is written once
+with dialect tokens, see desk.db.Dialect; on SQLite they render to the original text).
+Each runs inside the same write transaction as its version bump, under the 'schema' lock,
+so a crash or a concurrent opener never sees a half-migrated database.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 
+from desk.db import Tx
 from desk.errors import DeskError
 from desk.names import name_key
 from desk.phones import phone_digits
 
-Migration = Callable[[sqlite3.Connection], None]
+Migration = Callable[[Tx], None]
 
 
-def _v1_core(conn: sqlite3.Connection) -> None:
+def _v1_core(conn: Tx) -> None:
     """Cases with notes and an append-only change history."""
     for sql in (
         """CREATE TABLE cases (
@@ -30,20 +33,20 @@ def _v1_core(conn: sqlite3.Connection) -> None:
             status        TEXT NOT NULL,
             quote_yen     INTEGER,
             return_date   TEXT,                  -- ISO date
-            created_at    TEXT NOT NULL,         -- UTC ISO 8601
-            updated_at    TEXT NOT NULL
+            created_at    {ts} NOT NULL,         -- UTC ISO 8601
+            updated_at    {ts} NOT NULL
         )""",
         """CREATE TABLE notes (
-            id       INTEGER PRIMARY KEY,
+            id       {autoid},
             case_num INTEGER NOT NULL REFERENCES cases(num),
-            at       TEXT NOT NULL,
+            at       {ts} NOT NULL,
             author   TEXT NOT NULL,
             text     TEXT NOT NULL
         )""",
         """CREATE TABLE history (
-            id       INTEGER PRIMARY KEY,
+            id       {autoid},
             case_num INTEGER NOT NULL REFERENCES cases(num),
-            at       TEXT NOT NULL,
+            at       {ts} NOT NULL,
             actor    TEXT NOT NULL,
             action   TEXT NOT NULL,
             old      TEXT,
@@ -55,7 +58,7 @@ def _v1_core(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-def _v2_search_and_return_kind(conn: sqlite3.Connection) -> None:
+def _v2_search_and_return_kind(conn: Tx) -> None:
     """Precomputed lookup keys (folded name + romaji, phone digits) and return vs pickup."""
     conn.execute("ALTER TABLE cases ADD COLUMN return_kind TEXT")
     conn.execute("ALTER TABLE cases ADD COLUMN name_key TEXT NOT NULL DEFAULT ''")
@@ -74,17 +77,40 @@ def _v2_search_and_return_kind(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX cases_updated ON cases(updated_at)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_core, _v2_search_and_return_kind)
+def _v3_idempotency_and_call_scope(conn: Tx) -> None:
+    """Idempotency keys (the first result of each keyed write) and the call that opened
+    a case (to spot a duplicate create within one call)."""
+    conn.execute(
+        """CREATE TABLE idempotency_keys (
+            key        TEXT PRIMARY KEY,
+            operation  TEXT NOT NULL,            -- 'create_case', 'add_note', ...
+            request    TEXT NOT NULL,            -- hash of the operation's arguments
+            case_num   INTEGER,
+            result     TEXT,                     -- the Case as JSON (Case.to_dict)
+            at         {ts} NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX idempotency_keys_at ON idempotency_keys(at)")
+    conn.execute("ALTER TABLE cases ADD COLUMN call_scope TEXT")
+    conn.execute("CREATE INDEX cases_call_scope ON cases(call_scope)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_core,
+    _v2_search_and_return_kind,
+    _v3_idempotency_and_call_scope,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+def schema_version(conn: Tx) -> int:
+    return conn.schema_version()
 
 
-def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+def migrate(conn: Tx, target: int = SCHEMA_VERSION) -> int:
     """Apply pending migrations up to ``target``; call inside a write transaction."""
-    current = schema_version(conn)
+    conn.lock("schema")
+    current = conn.schema_version()
     if current > len(MIGRATIONS):
         raise DeskError(
             f"The case database is schema version {current}, newer than this program "
@@ -92,5 +118,5 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         )
     for version in range(current, target):
         MIGRATIONS[version](conn)
-        conn.execute(f"PRAGMA user_version = {version + 1}")  # PRAGMA takes no parameters
+        conn.set_schema_version(version + 1)
     return max(current, target)

@@ -1,4 +1,8 @@
-"""Immutable snapshots of a case as read from the store."""
+"""Immutable snapshots of a case as read from the store.
+
+``Case.replayed`` and ``Case.existing`` are not stored: they describe how a write
+answered (see Desk), not the case itself, so ``to_dict`` leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +24,17 @@ class Note:
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "author": self.author, "text": self.text}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Note:
+        return cls(at=dt.datetime.fromisoformat(data["at"]), author=data["author"],
+                   text=data["text"])  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One change. ``action`` is the field name that changed ('status', 'quote_yen',
-    'return_date', 'return_kind') or an event ('created', 'note'); old/new are text."""
+    'return_date', 'return_kind') or an event ('created', 'note'); old/new are text.
+    ``actor`` is who made the change, as the writer passed it ('agent', 'staff:alice')."""
 
     at: dt.datetime
     actor: str
@@ -40,6 +50,20 @@ class HistoryEntry:
             "old": self.old,
             "new": self.new,
         }
+
+    @property
+    def changed_by(self) -> str:
+        return self.actor
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HistoryEntry:
+        return cls(
+            at=dt.datetime.fromisoformat(data["at"]),
+            actor=data["actor"],
+            action=data["action"],
+            old=data["old"],
+            new=data["new"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +82,14 @@ class Case:
     created_at: dt.datetime
     updated_at: dt.datetime
     history: tuple[HistoryEntry, ...]
+    # How the write that returned this snapshot answered (never stored):
+    replayed: bool = False  # a repeated idempotency key: the first result, nothing written
+    existing: bool = False  # create_case found this case already opened in the same call
+
+    @property
+    def changed_by(self) -> str | None:
+        """Who made the latest change."""
+        return self.history[-1].actor if self.history else None
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-safe (strings, ints, None, lists, dicts)."""
@@ -77,6 +109,26 @@ class Case:
             "updated_at": self.updated_at.isoformat(),
             "history": [h.to_dict() for h in self.history],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Case:
+        """The inverse of ``to_dict`` (used to replay a stored result)."""
+        return cls(
+            id=data["id"],
+            customer_name=data["customer_name"],
+            phone=data["phone"],
+            email=data["email"],
+            device_type=DeviceType(data["device_type"]),
+            symptom=data["symptom"],
+            status=CaseStatus(data["status"]),
+            quote_yen=data["quote_yen"],
+            notes=tuple(Note.from_dict(n) for n in data["notes"]),
+            return_date=dt.date.fromisoformat(data["return_date"]) if data["return_date"] else None,
+            return_kind=data["return_kind"],
+            created_at=dt.datetime.fromisoformat(data["created_at"]),
+            updated_at=dt.datetime.fromisoformat(data["updated_at"]),
+            history=tuple(HistoryEntry.from_dict(h) for h in data["history"]),
+        )
 
     def summary(self) -> dict[str, Any]:
         """Short and speakable: what a caller wants to hear about their case."""

@@ -1,58 +1,93 @@
 """The service desk: every operation the voice agent (or an operator) can perform.
 
 Each public method is synchronous and self-contained: it validates its input, then runs
-one short transaction on a fresh connection (see desk.db), so callers may use it from any
-thread or process.
+one short transaction (see desk.db), so callers may use it from any thread or process.
+
+Every write accepts:
+- ``actor``: who makes the change ('agent', 'staff:alice'); recorded in the history.
+- ``idempotency_key``: the agent passes f"{room}/{function_call_id}". The first write
+  with a key stores its result in the same transaction; a repeat returns that result
+  (``Case.replayed``) without writing again. A key reused for another change (other
+  operation, case or arguments) is refused with ``IdempotencyKeyReused``.
+- ``guard``: a ``WriteGuard`` to cancel the write or give it a deadline; a stopped write
+  is rolled back and raises ``DeskCancelled``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import sqlite3
+import hashlib
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from desk import db, validate
+from desk import validate
+from desk.db import Conflict, SqliteStore, Store, Tx, open_store
 from desk.devices import DeviceType, parse_device_type
-from desk.errors import CaseNotFound, IllegalTransition, InvalidInput, WrongState
+from desk.errors import (
+    CaseNotFound,
+    IdempotencyKeyReused,
+    IllegalTransition,
+    InvalidInput,
+    WrongState,
+)
+from desk.guard import WriteGuard
 from desk.ids import FIRST_NUMBER, format_case_id, parse_case_id
 from desk.migrations import SCHEMA_VERSION, migrate, schema_version
 from desk.models import Case, HistoryEntry, Note
-from desk.names import name_key, query_terms
+from desk.names import SEPARATOR, name_key, query_terms
 from desk.phones import phone_digits
 from desk.status import CaseStatus, next_states, parse_status
 from desk.validate import ReturnKind
 
 # A change callback sees the current row (read under the write lock) and the timestamp.
-_Change = Callable[[sqlite3.Connection, sqlite3.Row, str], None]
+_Change = Callable[[Tx, Any, str], None]
 
 QUOTABLE = (CaseStatus.DIAGNOSING, CaseStatus.QUOTED)
+IDEMPOTENCY_TTL = dt.timedelta(days=7)  # keys older than this are forgotten
+DEDUPE_WINDOW_S = 600.0
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class Desk:
-    def __init__(self, path: Path) -> None:
-        """Use Desk.open(): it prepares the file first."""
-        self.path = path
+    def __init__(self, store: Store, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+        """Use Desk.open(): it prepares the database first. ``clock`` (UTC-aware
+        datetimes) stamps changes; the demo seeder backdates with it."""
+        self.store = store
+        self.clock = clock or _utcnow
 
     @classmethod
-    def open(cls, path: str | Path) -> Desk:
-        """Create the file (and parent dirs) if needed, enable WAL, run pending migrations."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db.enable_wal(path)
-        if db.read(path, schema_version) != SCHEMA_VERSION:
-            db.write(path, migrate)  # re-checks the version under the write lock
-        return cls(path)
+    def open(cls, target: str | os.PathLike[str]) -> Desk:
+        """A path or ``sqlite:///path`` (the file and parent dirs are created, WAL
+        enabled) or ``postgresql://...``; pending migrations are run."""
+        store = open_store(target)
+        if store.read(schema_version) != SCHEMA_VERSION:
+            store.write(migrate)  # re-checks the version under the schema lock
+        return cls(store)
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None for PostgreSQL."""
+        return self.store.path if isinstance(self.store, SqliteStore) else None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _now(self) -> str:
+        # Fixed width (always microseconds, always UTC) so stored text sorts by time.
+        return self.clock().astimezone(dt.UTC).isoformat(timespec="microseconds")
 
     # ----------------------------------------------------------------- reads
 
     def get_case(self, case_id: str) -> Case:
         num = _case_number(case_id)
-        return db.read(self.path, lambda conn: _load(conn, num))
+        return self.store.read(lambda tx: _load(tx, num))
 
     def find_cases(
         self,
@@ -94,16 +129,16 @@ class Desk:
         return self._select([], [], validate.limit(limit))
 
     def _select(self, clauses: list[str], params: list[object], limit: int) -> list[Case]:
-        where = " AND ".join(clauses) or "1"  # clauses are fixed strings; values are bound
+        where = " AND ".join(clauses) or "TRUE"  # clauses are fixed strings; values are bound
 
-        def run(conn: sqlite3.Connection) -> list[Case]:
-            nums = conn.execute(
+        def run(tx: Tx) -> list[Case]:
+            nums = tx.execute(
                 f"SELECT num FROM cases WHERE {where} ORDER BY updated_at DESC, num DESC LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            return [_load(conn, n) for (n,) in nums]
+            return [_load(tx, n) for (n,) in nums]
 
-        return db.read(self.path, run)
+        return self.store.read(run)
 
     # ---------------------------------------------------------------- writes
 
@@ -116,25 +151,47 @@ class Desk:
         device_type: DeviceType | str,
         symptom: str,
         actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+        call_scope: str | None = None,
+        dedupe_window_s: float = DEDUPE_WINDOW_S,
     ) -> Case:
+        """Open a case in 'received'.
+
+        ``call_scope`` (the agent passes the room / call id): if this call already opened
+        a case for the same customer (same normalised name; same phone digits when both
+        have one) and the same device type within ``dedupe_window_s`` seconds (0: never),
+        that case is returned with ``existing=True`` and nothing is written. Cancelled
+        cases don't count.
+        """
         name = validate.customer_name(customer_name)
         phone = validate.phone(phone)
         email = validate.email(email)
         device = parse_device_type(device_type)
         symptom = validate.text(symptom, what="symptom description", field="symptom")
         actor = validate.actor(actor)
+        scope = validate.call_scope(call_scope)
+        window = validate.dedupe_window(dedupe_window_s)
+        request = {"customer_name": name, "phone": phone, "email": email,
+                   "device_type": device.value, "symptom": symptom, "actor": actor,
+                   "call_scope": scope}  # fmt: skip
 
-        def tx(conn: sqlite3.Connection) -> Case:
-            # Safe under BEGIN IMMEDIATE: no other writer can allocate between this read
-            # and the insert. Cases are never deleted, so numbers are never reused.
-            (num,) = conn.execute(
+        def body(tx: Tx, now: str) -> Case:
+            # Serialise creates (SQLite: BEGIN IMMEDIATE already does): the duplicate
+            # check and the number allocation below must see every earlier create.
+            tx.lock("cases")
+            if scope is not None and window > 0:
+                found = _same_call_duplicate(tx, scope, name, phone, device, now, window)
+                if found is not None:
+                    return dataclasses.replace(found, existing=True)
+            # Cases are never deleted, so numbers are never reused.
+            (num,) = tx.execute(
                 "SELECT COALESCE(MAX(num), ?) + 1 FROM cases", (FIRST_NUMBER - 1,)
             ).fetchone()
-            now = _now()
-            conn.execute(
+            tx.execute(
                 "INSERT INTO cases (num, customer_name, name_key, phone, phone_digits, email,"
-                " device_type, symptom, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " device_type, symptom, status, created_at, updated_at, call_scope)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     num,
                     name,
@@ -147,20 +204,27 @@ class Desk:
                     CaseStatus.RECEIVED.value,
                     now,
                     now,
+                    scope,
                 ),
             )
-            _log(conn, num, now, actor, "created", None, CaseStatus.RECEIVED.value)
-            return _load(conn, num)
+            _log(tx, num, now, actor, "created", None, CaseStatus.RECEIVED.value)
+            return _load(tx, num)
 
-        return db.write(self.path, tx)
+        return self._write("create_case", request, body, key=idempotency_key, guard=guard)
 
     def update_status(
-        self, case_id: str, new_status: CaseStatus | str, *, actor: str = "agent"
+        self,
+        case_id: str,
+        new_status: CaseStatus | str,
+        *,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
     ) -> Case:
         target = parse_status(new_status)
         actor = validate.actor(actor)
 
-        def change(conn: sqlite3.Connection, row: sqlite3.Row, now: str) -> None:
+        def change(tx: Tx, row: Any, now: str) -> None:
             current = _require_transition(row, target)
             if target is CaseStatus.QUOTED and row["quote_yen"] is None:
                 raise WrongState(
@@ -169,33 +233,60 @@ class Desk:
                     f"{_id(row)} has no quote yet; set the quote amount and it will move "
                     "to 'quoted' by itself.",
                 )
-            _update(conn, row, now, actor, {"status": target.value})
+            _update(tx, row, now, actor, {"status": target.value})
 
-        return self._mutate(case_id, change)
+        request = {"status": target.value, "actor": actor}
+        return self._mutate("update_status", case_id, request, change, idempotency_key, guard)
 
-    def cancel_case(self, case_id: str, *, reason: str, actor: str = "agent") -> Case:
+    def cancel_case(
+        self,
+        case_id: str,
+        *,
+        reason: str,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
         reason = validate.text(reason, what="cancellation reason", field="reason")
         actor = validate.actor(actor)
 
-        def change(conn: sqlite3.Connection, row: sqlite3.Row, now: str) -> None:
+        def change(tx: Tx, row: Any, now: str) -> None:
             _require_transition(row, CaseStatus.CANCELLED)
-            _update(conn, row, now, actor, {"status": CaseStatus.CANCELLED.value})
-            _add_note(conn, row["num"], now, actor, f"Cancelled: {reason}")
+            _update(tx, row, now, actor, {"status": CaseStatus.CANCELLED.value})
+            _add_note(tx, row["num"], now, actor, f"Cancelled: {reason}")
 
-        return self._mutate(case_id, change)
+        request = {"reason": reason, "actor": actor}
+        return self._mutate("cancel_case", case_id, request, change, idempotency_key, guard)
 
-    def add_note(self, case_id: str, text: str, *, actor: str = "agent") -> Case:
+    def add_note(
+        self,
+        case_id: str,
+        text: str,
+        *,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
         """Allowed in every status, including closed cases (calls keep happening)."""
         text = validate.text(text, what="note", field="text")
         actor = validate.actor(actor)
 
-        def change(conn: sqlite3.Connection, row: sqlite3.Row, now: str) -> None:
-            _add_note(conn, row["num"], now, actor, text)
-            conn.execute("UPDATE cases SET updated_at = ? WHERE num = ?", (now, row["num"]))
+        def change(tx: Tx, row: Any, now: str) -> None:
+            _add_note(tx, row["num"], now, actor, text)
+            tx.execute("UPDATE cases SET updated_at = ? WHERE num = ?", (now, row["num"]))
 
-        return self._mutate(case_id, change)
+        request = {"text": text, "actor": actor}
+        return self._mutate("add_note", case_id, request, change, idempotency_key, guard)
 
-    def set_quote(self, case_id: str, amount_yen: int, *, actor: str = "agent") -> Case:
+    def set_quote(
+        self,
+        case_id: str,
+        amount_yen: int,
+        *,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
         """Quote while diagnosing (moves the case to 'quoted') or revise it while 'quoted'.
 
         Once approved the price is agreed; changing it needs a human decision, so we refuse.
@@ -203,7 +294,7 @@ class Desk:
         amount = validate.quote_yen(amount_yen)
         actor = validate.actor(actor)
 
-        def change(conn: sqlite3.Connection, row: sqlite3.Row, now: str) -> None:
+        def change(tx: Tx, row: Any, now: str) -> None:
             current = CaseStatus(row["status"])
             if current not in QUOTABLE:
                 raise WrongState(
@@ -212,9 +303,10 @@ class Desk:
                     f"{_id(row)} is '{current}'; a quote can only be set while it is "
                     "diagnosing or quoted.",
                 )
-            _update(conn, row, now, actor, {"quote_yen": amount, "status": CaseStatus.QUOTED.value})
+            _update(tx, row, now, actor, {"quote_yen": amount, "status": CaseStatus.QUOTED.value})
 
-        return self._mutate(case_id, change)
+        request = {"amount_yen": amount, "actor": actor}
+        return self._mutate("set_quote", case_id, request, change, idempotency_key, guard)
 
     def schedule_return(
         self,
@@ -224,6 +316,8 @@ class Desk:
         kind: ReturnKind | str = "return",
         actor: str = "agent",
         today: dt.date | None = None,
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
     ) -> Case:
         """Set (or move) the date we send the device back ('return') or the customer
         collects it ('pickup'). Only for open cases; the date may not be in the past.
@@ -234,7 +328,7 @@ class Desk:
         kind_ = validate.return_kind(kind)
         actor = validate.actor(actor)
 
-        def change(conn: sqlite3.Connection, row: sqlite3.Row, now: str) -> None:
+        def change(tx: Tx, row: Any, now: str) -> None:
             current = CaseStatus(row["status"])
             if not current.is_open:
                 raise WrongState(
@@ -242,22 +336,59 @@ class Desk:
                     current,
                     f"{_id(row)} is '{current}', so no return or pickup can be scheduled.",
                 )
-            _update(conn, row, now, actor, {"return_date": day.isoformat(), "return_kind": kind_})
+            _update(tx, row, now, actor, {"return_date": day.isoformat(), "return_kind": kind_})
 
-        return self._mutate(case_id, change)
+        request = {"date": day.isoformat(), "kind": kind_, "actor": actor}
+        return self._mutate("schedule_return", case_id, request, change, idempotency_key, guard)
 
-    def _mutate(self, case_id: str, change: _Change) -> Case:
-        """Read-modify-write one case inside a single BEGIN IMMEDIATE transaction."""
+    def _mutate(
+        self,
+        operation: str,
+        case_id: str,
+        request: dict[str, Any],
+        change: _Change,
+        key: str | None,
+        guard: WriteGuard | None,
+    ) -> Case:
+        """Read-modify-write one case; the row is locked before it is read."""
         num = _case_number(case_id)
 
-        def tx(conn: sqlite3.Connection) -> Case:
-            row = conn.execute("SELECT * FROM cases WHERE num = ?", (num,)).fetchone()
+        def body(tx: Tx, now: str) -> Case:
+            row = tx.execute("SELECT * FROM cases WHERE num = ?{for_update}", (num,)).fetchone()
             if row is None:
                 raise CaseNotFound(format_case_id(num))
-            change(conn, row, _now())
-            return _load(conn, num)
+            change(tx, row, now)
+            return _load(tx, num)
 
-        return db.write(self.path, tx)
+        return self._write(operation, {"case": num, **request}, body, key=key, guard=guard)
+
+    def _write(
+        self,
+        operation: str,
+        request: dict[str, Any],
+        body: Callable[[Tx, str], Case],
+        *,
+        key: str | None,
+        guard: WriteGuard | None,
+    ) -> Case:
+        """One write transaction: claim the idempotency key (or replay its result), run
+        ``body``, store its result under the key; all or nothing."""
+        key = validate.idempotency_key(key)
+        fingerprint = _fingerprint(operation, request)
+
+        def tx_fn(tx: Tx) -> Case:
+            now = self._now()
+            if key is not None:
+                replay = _claim_key(tx, key, operation, fingerprint, now)
+                if replay is not None:
+                    tx.skip_guard = True  # nothing new to stop: the first write committed
+                    return replay
+            case = body(tx, now)
+            if key is not None:
+                _save_result(tx, key, case)
+            return case
+
+        return self.store.write(tx_fn, guard)
 
 
 # ------------------------------------------------------------------- helpers
@@ -270,17 +401,16 @@ def _given(value: str | None) -> str | None:
 def _case_number(case_id: str) -> int:
     num = parse_case_id(str(case_id))
     if num is None:
-        raise CaseNotFound(
-            str(case_id), f"'{case_id}' isn't a case number; case numbers look like R-1042."
-        )
+        # Don't repeat the text: callers sometimes give a phone number here.
+        raise CaseNotFound(str(case_id), "That isn't a case number; case numbers look like R-1042.")
     return num
 
 
-def _id(row: sqlite3.Row) -> str:
+def _id(row: Any) -> str:
     return format_case_id(row["num"])
 
 
-def _require_transition(row: sqlite3.Row, target: CaseStatus) -> CaseStatus:
+def _require_transition(row: Any, target: CaseStatus) -> CaseStatus:
     current = CaseStatus(row["status"])
     allowed = next_states(current)
     if target not in allowed:
@@ -288,49 +418,117 @@ def _require_transition(row: sqlite3.Row, target: CaseStatus) -> CaseStatus:
     return current
 
 
-def _update(
-    conn: sqlite3.Connection, row: sqlite3.Row, now: str, actor: str, fields: dict[str, object]
-) -> None:
+def _fingerprint(operation: str, request: dict[str, Any]) -> str:
+    text = json.dumps([operation, request], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _claim_key(tx: Tx, key: str, operation: str, fingerprint: str, now: str) -> Case | None:
+    """Claim ``key`` for this write (None), or return the result it already holds.
+
+    The claim is an INSERT, so two writers with the same key can't both get it: on
+    SQLite the write lock serialises them; on PostgreSQL the second INSERT waits for the
+    first transaction and then does nothing (or inserts, if the first rolled back)."""
+    cur = tx.execute(
+        "INSERT INTO idempotency_keys (key, operation, request, at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (key) DO NOTHING",
+        (key, operation, fingerprint, now),
+    )
+    if cur.rowcount == 1:
+        cutoff = (dt.datetime.fromisoformat(now) - IDEMPOTENCY_TTL).isoformat(
+            timespec="microseconds"
+        )
+        tx.execute("DELETE FROM idempotency_keys WHERE at < ?", (cutoff,))
+        return None
+    row = tx.execute(
+        "SELECT operation, request, result FROM idempotency_keys WHERE key = ?", (key,)
+    ).fetchone()
+    if row is None or row["result"] is None:
+        raise Conflict("idempotency key vanished or unfinished")  # pruned meanwhile: retry
+    if row["operation"] != operation or row["request"] != fingerprint:
+        raise IdempotencyKeyReused(key, row["operation"])
+    stored = json.loads(row["result"])
+    case = Case.from_dict(stored["case"])
+    return dataclasses.replace(case, replayed=True, existing=bool(stored.get("existing")))
+
+
+def _save_result(tx: Tx, key: str, case: Case) -> None:
+    result = json.dumps({"case": case.to_dict(), "existing": case.existing}, ensure_ascii=False)
+    tx.execute(
+        "UPDATE idempotency_keys SET result = ?, case_num = ? WHERE key = ?",
+        (result, parse_case_id(case.id), key),
+    )
+
+
+def _same_name(key_a: str, key_b: str) -> bool:
+    """Same customer name: equal folded form or equal loose romaji (see desk.names)."""
+    fold_a, _, romaji_a = key_a.partition(SEPARATOR)
+    fold_b, _, romaji_b = key_b.partition(SEPARATOR)
+    return (bool(fold_a) and fold_a == fold_b) or (bool(romaji_a) and romaji_a == romaji_b)
+
+
+def _same_call_duplicate(
+    tx: Tx,
+    scope: str,
+    name: str,
+    phone: str | None,
+    device: DeviceType,
+    now: str,
+    window_s: float,
+) -> Case | None:
+    since = dt.datetime.fromisoformat(now) - dt.timedelta(seconds=window_s)
+    key = name_key(name)
+    digits = phone_digits(phone) if phone else None
+    rows = tx.execute(
+        "SELECT num, name_key, phone_digits, device_type, status, created_at FROM cases"
+        " WHERE call_scope = ? ORDER BY num DESC",
+        (scope,),
+    ).fetchall()
+    for row in rows:
+        if (
+            dt.datetime.fromisoformat(row["created_at"]) >= since
+            and row["status"] != CaseStatus.CANCELLED.value
+            and row["device_type"] == device.value
+            and _same_name(row["name_key"], key)
+            and not (digits and row["phone_digits"] and digits != row["phone_digits"])
+        ):
+            return _load(tx, row["num"])
+    return None
+
+
+def _update(tx: Tx, row: Any, now: str, actor: str, fields: dict[str, object]) -> None:
     """Write changed fields and one history entry per field.
 
     Optimistic guard: the UPDATE only applies if every field still holds the value we
-    read. BEGIN IMMEDIATE already makes that certain; the guard keeps it true should a
-    caller ever run this in a deferred transaction, turning a lost update into a retry.
+    read. The row lock already makes that certain; the guard keeps it true should a
+    caller ever run this without one, turning a lost update into a retry.
     Field names come from this module only, never from input, so formatting them is safe.
     """
     changed = {k: v for k, v in fields.items() if row[k] != v}
     if not changed:
         return
     sets = ", ".join(f"{k} = ?" for k in changed)
-    guards = " AND ".join(f"{k} IS ?" for k in changed)
-    cur = conn.execute(
+    guards = " AND ".join(f"{k} {{is}} ?" for k in changed)
+    cur = tx.execute(
         f"UPDATE cases SET {sets}, updated_at = ? WHERE num = ? AND {guards}",
         [*changed.values(), now, row["num"], *(row[k] for k in changed)],
     )
     if cur.rowcount != 1:
-        raise db.Conflict(f"{_id(row)} changed concurrently")
+        raise Conflict(f"{_id(row)} changed concurrently")
     for key, new in changed.items():
-        _log(conn, row["num"], now, actor, key, row[key], new)
+        _log(tx, row["num"], now, actor, key, row[key], new)
 
 
-def _add_note(conn: sqlite3.Connection, num: int, now: str, actor: str, text: str) -> None:
-    conn.execute(
+def _add_note(tx: Tx, num: int, now: str, actor: str, text: str) -> None:
+    tx.execute(
         "INSERT INTO notes (case_num, at, author, text) VALUES (?, ?, ?, ?)",
         (num, now, actor, text),
     )
-    _log(conn, num, now, actor, "note", None, text)
+    _log(tx, num, now, actor, "note", None, text)
 
 
-def _log(
-    conn: sqlite3.Connection,
-    num: int,
-    now: str,
-    actor: str,
-    action: str,
-    old: object,
-    new: object,
-) -> None:
-    conn.execute(
+def _log(tx: Tx, num: int, now: str, actor: str, action: str, old: object, new: object) -> None:
+    tx.execute(
         "INSERT INTO history (case_num, at, actor, action, old, new) VALUES (?, ?, ?, ?, ?, ?)",
         (
             num,
@@ -343,14 +541,14 @@ def _log(
     )
 
 
-def _load(conn: sqlite3.Connection, num: int) -> Case:
-    row = conn.execute("SELECT * FROM cases WHERE num = ?", (num,)).fetchone()
+def _load(tx: Tx, num: int) -> Case:
+    row = tx.execute("SELECT * FROM cases WHERE num = ?", (num,)).fetchone()
     if row is None:
         raise CaseNotFound(format_case_id(num))
-    notes = conn.execute(
+    notes = tx.execute(
         "SELECT at, author, text FROM notes WHERE case_num = ? ORDER BY id", (num,)
     ).fetchall()
-    history = conn.execute(
+    history = tx.execute(
         "SELECT at, actor, action, old, new FROM history WHERE case_num = ? ORDER BY id",
         (num,),
     ).fetchall()

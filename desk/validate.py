@@ -1,5 +1,8 @@
 """Input validation. Each check returns the cleaned value or raises InvalidInput with a
-sentence the model can relay to the caller (and act on: ask again, confirm, ...)."""
+sentence the model can relay to the caller (and act on: ask again, confirm, ...).
+
+Refusals never repeat personal data (phone numbers, email addresses): they say "the phone
+number given", since error text ends up in logs and transcripts."""
 
 from __future__ import annotations
 
@@ -47,18 +50,18 @@ def phone(value: str | None) -> str | None:
     text = _clean(value)
     if re.search(r"[^\d\s()+\-.]", text):
         raise InvalidInput(
-            f"The phone number '{text}' contains letters; please ask for just the digits.",
+            "The phone number given contains letters; please ask for just the digits.",
             field="phone",
         )
     digits = phone_digits(text)
     if len(digits) < MIN_DIGITS:
         raise InvalidInput(
-            f"The phone number '{text}' is too short; please ask for the full number.",
+            "The phone number given is too short; please ask for the full number.",
             field="phone",
         )
     if len(digits) > MAX_DIGITS:
         raise InvalidInput(
-            f"The phone number '{text}' has too many digits; please ask for it again.",
+            "The phone number given has too many digits; please ask for it again.",
             field="phone",
         )
     return text
@@ -81,7 +84,7 @@ def email(value: str | None) -> str | None:
     text = given.replace(" ", "").lower()
     if not _EMAIL.match(text):
         raise InvalidInput(
-            f"The email address '{given}' doesn't look complete; please ask for it again, "
+            "The email address given doesn't look complete; please ask for it again, "
             "spelling out the part after the @.",
             field="email",
         )
@@ -164,3 +167,32 @@ def limit(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput("The result limit must be a positive whole number.", field="limit")
     return min(value, MAX_LIMIT)
+
+
+MAX_KEY = 500
+
+
+def _opaque(value: object, *, what: str, field: str) -> str | None:
+    """An optional identifier from our own code (not from the caller): kept verbatim."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY:
+        raise InvalidInput(f"The {what} must be 1 to {MAX_KEY} characters.", field=field)
+    return value
+
+
+def idempotency_key(value: object) -> str | None:
+    return _opaque(value, what="request id", field="idempotency_key")
+
+
+def call_scope(value: object) -> str | None:
+    return _opaque(value, what="call id", field="call_scope")
+
+
+def dedupe_window(value: object) -> float:
+    """Seconds, >= 0 (0 turns the duplicate check off)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InvalidInput(
+            "The duplicate window must be zero or more seconds.", field="dedupe_window_s"
+        )
+    return float(value)

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from desk import Desk, DeskError
-from desk.migrations import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
+from desk.db import SqliteTx
+from desk.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def test_open_creates_parent_dirs_and_uses_wal(tmp_path: Path) -> None:
@@ -37,7 +42,7 @@ def test_v1_database_migrates_and_backfills(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
-    migrate(conn, target=1)
+    migrate(SqliteTx(conn), target=1)
     conn.execute(
         "INSERT INTO cases (num, customer_name, phone, email, device_type, symptom, status,"
         " quote_yen, return_date, created_at, updated_at) VALUES (1001, 'タナカ ハナコ',"
@@ -119,3 +124,18 @@ def test_to_dict_is_json_safe_and_summary_is_short(tmp_path: Path) -> None:
         "quote": "150,000 yen",
         "date": None,
     }
+
+
+def test_every_change_records_who_made_it(tmp_path: Path) -> None:
+    desk = Desk.open(tmp_path / "desk.sqlite3")
+    case = desk.create_case(customer_name="Ito", device_type="ssd", symptom="x")
+    case = desk.update_status(case.id, "diagnosing", actor="staff:alice")
+    assert case.changed_by == "staff:alice"
+    case = desk.add_note(case.id, "checked the drive", actor=" staff:alice ")
+    assert [(h.action, h.changed_by) for h in case.history] == [
+        ("created", "agent"),
+        ("status", "staff:alice"),
+        ("note", "staff:alice"),
+    ]
+    assert case.notes[0].author == "staff:alice"
+    assert case.history[-1].to_dict()["actor"] == "staff:alice"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from desk import Desk, InvalidInput
+from desk import Desk, DeskError, InvalidInput
 
 
 @pytest.fixture
@@ -25,13 +25,13 @@ def create(desk: Desk, **overrides: Any) -> None:
     ("overrides", "field", "message"),
     [
         ({"phone": "12"}, "phone",
-         "The phone number '12' is too short; please ask for the full number."),
+         "The phone number given is too short; please ask for the full number."),
         ({"phone": "090-1234-5678-9999-12"}, "phone",
-         "The phone number '090-1234-5678-9999-12' has too many digits; please ask for it again."),
+         "The phone number given has too many digits; please ask for it again."),
         ({"phone": "090 one two"}, "phone",
-         "The phone number '090 one two' contains letters; please ask for just the digits."),
+         "The phone number given contains letters; please ask for just the digits."),
         ({"email": "tanaka at example"}, "email",
-         "The email address 'tanaka at example' doesn't look complete; please ask for it again, "
+         "The email address given doesn't look complete; please ask for it again, "
          "spelling out the part after the @."),
         ({"customer_name": "  "}, "customer_name",
          "The customer's name is missing; please ask for it."),
@@ -105,3 +105,21 @@ def test_note_and_reason_required(desk: Desk) -> None:
         desk.cancel_case("R-1001", reason="")
     with pytest.raises(InvalidInput, match="positive whole number"):
         desk.list_cases(limit=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "secret"),
+    [
+        (lambda d: create(d, phone="090-1234"), "1234"),
+        (lambda d: create(d, phone="090-1234-5678-9999-12"), "5678"),
+        (lambda d: create(d, phone="090-12three4-5678"), "5678"),
+        (lambda d: create(d, email="hanako.tanaka@example"), "hanako"),
+        (lambda d: d.get_case("090-1234-5678"), "5678"),  # a phone number given as case id
+        (lambda d: d.add_note("tanaka@example.jp", "x"), "tanaka"),
+    ],
+)  # fmt: skip
+def test_refusals_do_not_repeat_personal_data(desk: Desk, call: Any, secret: str) -> None:
+    with pytest.raises(DeskError) as err:
+        call(desk)
+    assert secret not in str(err.value)
+    assert str(err.value).endswith(".")
