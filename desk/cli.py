@@ -1,20 +1,25 @@
-"""Operator CLI: ``python -m desk [--db PATH] list [--status S] | show ID | history ID``."""
+"""Operator CLI: ``python -m desk [--db PATH|URL] list [--status S] | show ID | history ID
+| seed [--customers N] [--dev] [--force]``.
+
+``seed`` loads demo data (desk.seed); it refuses unless KAIWA_DEV=1 or --dev, and refuses
+a desk that already has cases unless --force (which adds to them)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 
-from desk.db import ENV_VAR, default_db_path
+from desk.db import ENV_VAR, default_db_target, sqlite_path
 from desk.errors import DeskError
 from desk.models import Case
 from desk.service import Desk
 
 _EMPTY = "-"
+DEV_ENV = "KAIWA_DEV"
 
 
 def _width(text: str) -> int:
@@ -81,6 +86,9 @@ def _format_case(case: Case) -> str:
         ("Created", case.created_at.isoformat()),
         ("Updated", case.updated_at.isoformat()),
     ]
+    if case.history:
+        last = case.history[-1]
+        fields.append(("Changed", f"{last.at.isoformat()} by {last.changed_by}"))
     lines = [f"{case.id}  [{case.status.value}]"]
     lines += [f"  {label + ':':<10}{value}" for label, value in fields]
     lines.append(f"Notes ({len(case.notes)}):")
@@ -90,19 +98,19 @@ def _format_case(case: Case) -> str:
 
 def _format_history(case: Case) -> str:
     rows = [
-        [_time(h.at, seconds=True), h.actor, h.action, h.old or _EMPTY, h.new or _EMPTY]
+        [_time(h.at, seconds=True), h.changed_by, h.action, h.old or _EMPTY, h.new or _EMPTY]
         for h in case.history
     ]
-    return f"{case.id} history\n" + _table(["AT", "ACTOR", "ACTION", "OLD", "NEW"], rows, 40)
+    return f"{case.id} history\n" + _table(["AT", "CHANGED BY", "ACTION", "OLD", "NEW"], rows, 40)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m desk", description=__doc__)
     parser.add_argument(
         "--db",
-        type=Path,
         default=None,
-        help=f"SQLite file (default: ${ENV_VAR} or {default_db_path()})",
+        help=f"SQLite file, sqlite:///path or postgresql://... (default: ${ENV_VAR} or "
+        f"{default_db_target()})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     lst = sub.add_parser("list", help="recent cases as a table")
@@ -110,17 +118,56 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--limit", type=int, default=50)
     for name, text in (("show", "one case in detail"), ("history", "every change to a case")):
         sub.add_parser(name, help=text).add_argument("case_id", help="e.g. R-1042")
+    seed = sub.add_parser("seed", help="load demo customers and cases (development only)")
+    seed.add_argument("--customers", type=int, default=30, help="how many (default 30)")
+    seed.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    seed.add_argument("--dev", action="store_true", help=f"same as {DEV_ENV}=1")
+    seed.add_argument("--force", action="store_true", help="add to a desk that has cases")
     return parser
+
+
+def _seed(desk_target: str, args: argparse.Namespace) -> int:
+    from desk.seed import seed
+
+    if not (args.dev or os.environ.get(DEV_ENV) == "1"):
+        print(f"error: seed loads demo data; set {DEV_ENV}=1 or pass --dev", file=sys.stderr)
+        return 2
+    if args.customers < 1:
+        print("error: --customers must be at least 1", file=sys.stderr)
+        return 2
+    desk = Desk.open(desk_target)
+    try:
+        if desk.list_cases(limit=1) and not args.force:
+            print(
+                f"error: {desk.store.describe()} already has cases; pass --force to add "
+                "demo data to them",
+                file=sys.stderr,
+            )
+            return 2
+        cases = seed(desk, customers=args.customers, rng_seed=args.seed)
+    finally:
+        desk.close()
+    statuses = sorted({c.status.value for c in cases})
+    print(f"Added {len(cases)} cases for {args.customers} customers to "
+          f"{desk.store.describe()} ({', '.join(statuses)}).")  # fmt: skip
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    path: Path = args.db or default_db_path()
-    if not path.exists():  # an operator typo should not create a fresh empty database
+    target: str = args.db or default_db_target()
+    if args.command == "seed":
+        try:
+            return _seed(target, args)
+        except DeskError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    path = sqlite_path(target)
+    if path is not None and not path.exists():  # a typo should not create an empty database
         print(f"error: no case database at {path} (use --db or ${ENV_VAR})", file=sys.stderr)
         return 2
     try:
-        desk = Desk.open(path)
+        desk = Desk.open(target)
         if args.command == "list":
             if args.status:
                 out = _format_list(desk.find_cases(status=args.status, limit=args.limit))

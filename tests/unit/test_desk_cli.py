@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,14 @@ from desk import Desk
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: str, env_db: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KAIWA_DESK_DB"}
+def run(
+    *args: str, env_db: Path | str | None = None, dev: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KAIWA_DESK_DB", "KAIWA_DEV")}
     if env_db is not None:
         env["KAIWA_DESK_DB"] = str(env_db)
+    if dev:
+        env["KAIWA_DEV"] = "1"
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "desk", *args],
@@ -88,3 +93,32 @@ def test_missing_database_is_not_created(tmp_path: Path) -> None:
     out = run("--db", str(missing), "list")
     assert out.returncode == 2 and "no case database" in out.stderr
     assert not missing.parent.exists()
+
+
+def test_history_shows_who_changed_what(db: Path) -> None:
+    Desk.open(db).add_note("R-1001", "called the customer", actor="staff:alice")
+    out = run("--db", str(db), "history", "R-1001")
+    assert out.stdout.splitlines()[1].split()[:3] == ["AT", "CHANGED", "BY"]
+    assert "staff:alice" in out.stdout.splitlines()[-1]
+    shown = run("--db", str(db), "show", "R-1001").stdout
+    assert re.search(r"Changed: +\S+ by staff:alice", shown)
+
+
+def test_seed_only_in_development(tmp_path: Path) -> None:
+    path = tmp_path / "demo" / "desk.sqlite3"
+    out = run("--db", str(path), "seed")
+    assert out.returncode == 2 and "KAIWA_DEV=1" in out.stderr and not path.exists()
+
+    out = run("seed", "--customers", "12", env_db=path, dev=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Added ") and "for 12 customers" in out.stdout
+    count = len(Desk.open(path).list_cases(limit=100))
+    assert count >= 12
+
+    out = run("--db", str(path), "seed", "--dev")  # not on a desk that has cases
+    assert out.returncode == 2 and "--force" in out.stderr
+    assert len(Desk.open(path).list_cases(limit=100)) == count
+
+    out = run("--db", f"sqlite:///{path}", "seed", "--dev", "--force", "--customers", "3")
+    assert out.returncode == 0, out.stderr
+    assert len(Desk.open(path).list_cases(limit=100)) > count
