@@ -16,6 +16,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
 from dotenv import load_dotenv  # noqa: E402
 from livekit.agents import cli  # noqa: E402
 
+from agent.gemini import private  # noqa: E402
 from agent.settings import SettingsError, load_settings  # noqa: E402
 from agent.worker import build_server  # noqa: E402
 
@@ -29,7 +30,9 @@ def main() -> None:
         settings = load_settings()
         if _RUN_COMMANDS & set(sys.argv[1:]):
             settings.require_google_credentials()
-    except SettingsError as e:
+        # every private plugin name kaiwa hooks must still be there (agent/gemini/private.py)
+        private.check()
+    except (SettingsError, private.PrivateNameMissing) as e:
         print(f"kaiwa: {e}", file=sys.stderr)
         sys.exit(2)
     cli.run_app(build_server(settings))

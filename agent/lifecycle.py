@@ -76,6 +76,9 @@ class RecoveryInfo:
     previous_job_id: str
     crashed_at: float  # time.time() when the worker saw the process die
     attempt: int
+    # the first job of this conversation: tool-call idempotency keys stay the same across
+    # replacements, which resume the same Gemini conversation (same call ids)
+    scope: str = ""
 
     def to_metadata(self) -> str:
         return json.dumps(
@@ -85,6 +88,7 @@ class RecoveryInfo:
                     "previous_job_id": self.previous_job_id,
                     "crashed_at": self.crashed_at,
                     "attempt": self.attempt,
+                    "scope": self.scope,
                 }
             }
         )
@@ -101,9 +105,16 @@ def recovery_from_metadata(metadata: str | None) -> RecoveryInfo | None:
             previous_job_id=str(data["previous_job_id"]),
             crashed_at=float(data["crashed_at"]),
             attempt=int(data.get("attempt", 1)),
+            scope=str(data.get("scope") or data["previous_job_id"]),
         )
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def call_scope(job_id: str, metadata: str | None) -> str:
+    """The conversation a job belongs to: its own id, or the first crashed job's."""
+    recovery = recovery_from_metadata(metadata)
+    return recovery.scope if recovery is not None else job_id
 
 
 async def wait_for_caller(ctx: JobContext, timeout: float) -> rtc.RemoteParticipant | None:
@@ -310,13 +321,19 @@ class WorkerRecovery:
         if not self._settings.job_redispatch:
             return
         task = asyncio.create_task(
-            self._redispatch(job.room.name, job.id, info.accept_arguments.identity, crashed_at)
+            self._redispatch(
+                job.room.name,
+                job.id,
+                info.accept_arguments.identity,
+                crashed_at,
+                scope=call_scope(job.id, job.metadata),
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _redispatch(
-        self, room: str, job_id: str, agent_identity: str, crashed_at: float
+        self, room: str, job_id: str, agent_identity: str, crashed_at: float, *, scope: str
     ) -> None:
         now = time.monotonic()
         window = 300.0
@@ -351,7 +368,7 @@ class WorkerRecovery:
                     await lk.room.remove_participant(
                         api.RoomParticipantIdentity(room=room, identity=agent_identity)
                     )
-                info = RecoveryInfo("job_crash", job_id, crashed_at, attempt=len(recent))
+                info = RecoveryInfo("job_crash", job_id, crashed_at, len(recent), scope)
                 dispatch = await lk.agent_dispatch.create_dispatch(
                     api.CreateAgentDispatchRequest(
                         agent_name=s.agent_name, room=room, metadata=info.to_metadata()

@@ -1,10 +1,9 @@
 """What kaiwa does when Gemini cannot be kept: clear log lines, and an honest goodbye.
 
-The reconnect mechanics live in `realtime.py`. This module maps WebSocket close codes to
-lines a person can act on, and, when the realtime session is lost for good, tells the
-caller in plain words — spoken (a pre-recorded clip, since the voice model is what
-failed), on the page (`kaiwa.notice` attribute) and in the transcript — then ends the
-call cleanly.
+The reconnect mechanics live in `agent/gemini/`. When the realtime session is lost for
+good, this module tells the caller in plain words — spoken (a pre-recorded clip, since the
+voice model is what failed), on the page (`kaiwa.notice` attribute) and in the
+transcript — then ends the call cleanly.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import wave
 from pathlib import Path
 
@@ -25,40 +23,12 @@ logger = logging.getLogger("kaiwa.resilience")
 ASSETS = Path(__file__).resolve().parent / "assets"
 NOTICE_ATTRIBUTE = "kaiwa.notice"
 
-_CLOSE_MEANINGS = {
-    1000: "closed normally by the server",
-    1006: "connection lost without a close frame (network drop or server crash)",
-    1007: "invalid argument: usually a bad or missing API key, or the context is exhausted",
-    1008: "policy violation: usually a wrong model name or API version for this key "
-    "(check KAIWA_MODEL; Vertex and the Gemini API use different model names)",
-    1011: "Gemini internal error (transient; reconnecting usually works)",
-    1013: "Gemini is overloaded; try again later",
-}
-
 UNAVAILABLE_TEXT = {
     "en": "Sorry, the voice service is unavailable right now, so I have to end this call. "
     "Please try again in a few minutes.",
     "ja": "申し訳ありません。音声サービスに接続できないため、通話を終了します。"
     "しばらくしてからもう一度お試しください。",
 }
-
-
-def close_code(error: BaseException) -> int | None:
-    """The WebSocket close code behind a google-genai / websockets error, if any."""
-    code = getattr(error, "code", None)
-    if isinstance(code, int):
-        return code
-    rcvd = getattr(error, "rcvd", None)
-    if rcvd is not None and isinstance(getattr(rcvd, "code", None), int):
-        return int(rcvd.code)
-    m = re.match(r"\s*(\d{4})\b", str(error))
-    return int(m.group(1)) if m else None
-
-
-def describe_close(code: int | None, detail: str = "") -> str:
-    meaning = _CLOSE_MEANINGS.get(code or 0, "unexpected failure")
-    head = f"close {code}: {meaning}" if code else meaning
-    return f"{head} ({detail[:200]})" if detail else head
 
 
 def _languages(language: str | None) -> list[str]:

@@ -24,8 +24,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Sensitivity = Literal["high", "low", "default"]
-ToolBehavior = Literal["blocking", "non_blocking", "default"]
-ToolScheduling = Literal["interrupt", "when_idle", "silent", "default"]
 
 
 class SettingsError(RuntimeError):
@@ -88,6 +86,10 @@ class Settings(BaseSettings):
     instructions: str | None = Field(None, validation_alias="KAIWA_INSTRUCTIONS")
     instructions_file: Path | None = Field(None, validation_alias="KAIWA_INSTRUCTIONS_FILE")
     temperature: float | None = Field(None, ge=0.0, le=2.0, validation_alias="KAIWA_TEMPERATURE")
+    # model-family options (checked against KAIWA_MODEL at start; unset: the model's default)
+    affective_dialog: bool | None = Field(None, validation_alias="KAIWA_AFFECTIVE_DIALOG")
+    proactive_audio: bool | None = Field(None, validation_alias="KAIWA_PROACTIVE_AUDIO")
+    thinking_budget: int | None = Field(None, ge=0, validation_alias="KAIWA_THINKING_BUDGET")
 
     # --- turn taking (Gemini's server-side VAD) ---
     vad_start_sensitivity: Sensitivity = Field("default", validation_alias="KAIWA_VAD_START")
@@ -119,7 +121,10 @@ class Settings(BaseSettings):
 
     # --- resilience (Gemini connection; see docs/reliability.md) ---
     setup_timeout_s: float = Field(10.0, gt=0, validation_alias="KAIWA_SETUP_TIMEOUT_S")
-    stall_timeout_s: float = Field(10.0, gt=0, validation_alias="KAIWA_STALL_TIMEOUT_S")
+    # a reply is due (the caller stopped speaking, a tool answered) and Gemini sent nothing
+    stall_timeout_s: float = Field(8.0, gt=0, le=60, validation_alias="KAIWA_STALL_TIMEOUT_S")
+    # int16 RMS above which the caller's audio counts as speech (the reply clock's gate)
+    speech_rms: float = Field(400.0, gt=0, validation_alias="KAIWA_SPEECH_RMS")
     max_reconnects: int = Field(6, ge=1, validation_alias="KAIWA_MAX_RECONNECTS")
     reconnect_window_s: float = Field(60.0, gt=0, validation_alias="KAIWA_RECONNECT_WINDOW_S")
     go_away_margin_s: float = Field(2.0, ge=0, validation_alias="KAIWA_GO_AWAY_MARGIN_S")
@@ -129,8 +134,6 @@ class Settings(BaseSettings):
 
     # --- tools ---
     tool_timeout_s: float = Field(15.0, gt=0, validation_alias="KAIWA_TOOL_TIMEOUT_S")
-    tool_behavior: ToolBehavior = Field("default", validation_alias="KAIWA_TOOL_BEHAVIOR")
-    tool_scheduling: ToolScheduling = Field("default", validation_alias="KAIWA_TOOL_SCHEDULING")
     desk_db: Path = Field(PROJECT_ROOT / "data" / "desk.sqlite3", validation_alias="KAIWA_DESK_DB")
 
     # --- tool sources (beyond the built-in desk tools; see README "MCP and OpenAPI") ---
@@ -217,6 +220,9 @@ class Settings(BaseSettings):
         "instructions",
         "instructions_file",
         "temperature",
+        "affective_dialog",
+        "proactive_audio",
+        "thinking_budget",
         "vad_silence_ms",
         "vad_prefix_padding_ms",
         "compression_trigger_tokens",
@@ -243,6 +249,20 @@ class Settings(BaseSettings):
             except json.JSONDecodeError as e:
                 raise ValueError(f"KAIWA_MCP_SERVERS is not valid JSON ({e})") from None
         return v
+
+    @model_validator(mode="after")
+    def _check_model_family(self) -> Settings:
+        from .gemini.families import problems
+
+        found = problems(
+            self.model,
+            affective_dialog=self.affective_dialog,
+            proactive_audio=self.proactive_audio,
+            thinking_budget=self.thinking_budget,
+        )
+        if found:
+            raise ValueError("; ".join(found))
+        return self
 
     @model_validator(mode="after")
     def _check_instructions_file(self) -> Settings:

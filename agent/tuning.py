@@ -1,52 +1,22 @@
 """Latency tuning that lives outside the product wiring (measured in bench/results/).
 
-Framework gap: on every Gemini connect (the first one and every reconnect) the plugin turns
-each function tool into a JSON schema through `llm.utils.build_legacy_openai_schema`, which
-builds a fresh pydantic model per tool, synchronously on the job's event loop, right before
-the WebSocket opens. kaiwa offers a dozen tools, so each connect spends ~15 ms of CPU on an
-idle machine (100–280 ms event-loop stalls under load, seen by livekit-agents' loop monitor)
-before Gemini is even dialled. The tools are module-level objects that never change, so the
-schema is cached per tool object here, and `prewarm()` (the AgentServer's setup_fnc, run
-while the job process waits idle in the pool) fills the cache and performs the first-use
-work (imports, TLS library init, the first genai.Client and LiveConnectConfig) before any
-caller is waiting.
+On every Gemini connect the plugin builds each FunctionTool's JSON schema with a fresh
+pydantic model on the job's loop (~15 ms for a dozen tools). kaiwa's Python tools are raw
+tools whose schema is built once at import (agent/tools/runtime.py), so that cost is gone
+without patching the framework. `prewarm()` (the AgentServer's setup_fnc, run while the
+job process waits idle in the pool) does the remaining first-use work: importing the tools,
+OpenSSL's initialisation, the first genai.Client and LiveConnectConfig.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import logging
 import ssl
 import time
-from collections.abc import Callable
-from typing import Any
 
-from livekit.agents import JobProcess, llm
+from livekit.agents import JobProcess
 
 logger = logging.getLogger("kaiwa.tuning")
-
-_SchemaBuilder = Callable[..., dict[str, Any]]
-_cache: dict[tuple[int, bool], tuple[Any, dict[str, Any]]] = {}
-
-
-def install_schema_cache() -> None:
-    """Memoise `llm.utils.build_legacy_openai_schema` per (tool object, tagging). Idempotent."""
-    original: _SchemaBuilder = llm.utils.build_legacy_openai_schema
-    if getattr(original, "_kaiwa_cached", False):
-        return
-
-    @functools.wraps(original)
-    def cached(function_tool: Any, *, internally_tagged: bool = False) -> dict[str, Any]:
-        key = (id(function_tool), internally_tagged)
-        hit = _cache.get(key)
-        if hit is None or hit[0] is not function_tool:  # id reuse after a tool was freed
-            hit = (function_tool, original(function_tool, internally_tagged=internally_tagged))
-            _cache[key] = hit
-        return copy.deepcopy(hit[1])  # callers own their copy, as with the original
-
-    cached._kaiwa_cached = True  # type: ignore[attr-defined]
-    llm.utils.build_legacy_openai_schema = cached
 
 
 def _warm_genai() -> None:
@@ -89,14 +59,10 @@ def _warm_genai() -> None:
 def prewarm(proc: JobProcess) -> None:
     """setup_fnc: runs once per job process before it takes a job (not on the call path)."""
     started = time.monotonic()
-    install_schema_cache()
     try:
-        from .settings import load_settings
-        from .tools import build_tools
+        from .tools import python_tools
 
-        for tool in build_tools(load_settings()):
-            if isinstance(tool, llm.FunctionTool):
-                llm.utils.build_legacy_openai_schema(tool, internally_tagged=True)
+        python_tools()  # imports every tool module: schemas are built at import
         # the first SSLContext pays OpenSSL's one-off initialisation
         ssl.create_default_context()
         _warm_genai()

@@ -16,24 +16,27 @@ from livekit.agents import AgentServer, AgentSession, JobContext, JobExecutorTyp
 
 from . import tuning
 from .assistant import Assistant
+from .call import CallState, open_services
 from .faults import record_recovery
+from .gemini import CallHooks, ToolPolicyView, build_realtime_model
 from .lifecycle import (
     CallLifecycle,
+    call_scope,
     install_worker_recovery,
     metrics_options,
     recovery_from_metadata,
     wait_for_caller,
 )
-from .model import build_realtime_model
 from .resilience import end_call_when_model_lost
 from .session_store import HandleStore
 from .settings import Settings, load_settings
-from .tools import build_tools
-from .tools.runtime import TOOLS_ATTRIBUTE, activity
+from .tools import build_tools, confirm
+from .tools.runtime import TOOLS_ATTRIBUTE, policy_of
 
 logger = logging.getLogger("kaiwa.worker")
 
 INTERRUPT_RPC = "kaiwa.interrupt"
+CONFIRM_RPC = "kaiwa.confirm"
 
 
 def build_server(settings: Settings) -> AgentServer:
@@ -98,6 +101,17 @@ def room_options(settings: Settings) -> room_io.RoomOptions:
     )
 
 
+def tool_policies(tools: list[Any]) -> dict[str, ToolPolicyView]:
+    """Each tool's behaviour and scheduling, as declared with the tool, for the model."""
+    out: dict[str, ToolPolicyView] = {}
+    for tool in tools:
+        info = getattr(tool, "info", None)
+        if info is not None:
+            p = policy_of(tool)
+            out[info.name] = ToolPolicyView(behavior=p.behavior, scheduling=p.scheduling)
+    return out
+
+
 async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
     # A job that replaces a crashed one explains the gap instead of greeting afresh.
@@ -105,23 +119,43 @@ async def entrypoint(ctx: JobContext) -> None:
     greeting = settings.greeting_instructions if settings.greeting else None
     if recovery is not None:
         greeting = settings.recovery_instructions
+    tools = build_tools(settings)
     agent = Assistant(
         instructions=settings.resolved_instructions(),
         greeting_instructions=greeting,
-        tools=build_tools(settings),
+        tools=tools,
+    )
+    call = CallState(
+        services=open_services(settings),
+        scope=f"{ctx.room.name}:{call_scope(ctx.job.id, ctx.job.metadata)}",
+        language=settings.language,
+        tool_timeout_s=settings.tool_timeout_s,
     )
     handles = HandleStore(settings.state_dir, ctx.room.name)
     resume_handle = handles.load() if recovery is not None else None
-    session: AgentSession = AgentSession(
+    hooks = CallHooks(
+        on_resumption_handle=handles.save,
+        on_tools_cancelled=call.cancel_calls,
+        on_caller_speech_started=call.confirmations.caller_started_speaking,
+        tool_policies=tool_policies(tools),
+    )
+    session: AgentSession[CallState] = AgentSession(
+        userdata=call,
         llm=build_realtime_model(
             settings,
             instructions=str(agent.instructions),
             # a replacement for a crashed job resumes the same Gemini conversation
             resume_handle=resume_handle,
-            on_resumption_handle=handles.save,
+            hooks=hooks,
         ),
     )
+    confirm.listen(session, call.confirmations)
     ctx.add_shutdown_callback(handles.forget)
+
+    async def cancel_running_tools() -> None:
+        call.cancel_all()  # nothing may write after the call ended
+
+    ctx.add_shutdown_callback(cancel_running_tools)
 
     await ctx.connect()
     # bounded: a re-dispatched job whose caller has left must not wait forever
@@ -149,12 +183,25 @@ async def entrypoint(ctx: JobContext) -> None:
         await session.interrupt(force=True)
         return json.dumps({"ok": True})
 
+    async def on_confirm(data: rtc.RpcInvocationData) -> str:
+        # The page's confirm / decline button for a pending action: explicit, no transcript.
+        try:
+            body = json.loads(data.payload or "{}")
+            cid, answer = str(body["confirmation_id"]), str(body.get("answer", "yes"))
+        except (ValueError, KeyError, TypeError):
+            return json.dumps({"ok": False, "error": "expected {confirmation_id, answer}"})
+        if answer not in ("yes", "no"):
+            return json.dumps({"ok": False, "error": "answer must be yes or no"})
+        ok = call.confirmations.button(cid, "yes" if answer == "yes" else "no")
+        return json.dumps({"ok": ok} if ok else {"ok": False, "error": "no such pending action"})
+
     ctx.room.local_participant.register_rpc_method(INTERRUPT_RPC, on_interrupt)
+    ctx.room.local_participant.register_rpc_method(CONFIRM_RPC, on_confirm)
 
     async def publish_tools(value: str) -> None:
         await ctx.room.local_participant.set_attributes({TOOLS_ATTRIBUTE: value})
 
-    activity.attach(publish_tools)
+    call.activity.attach(publish_tools)
 
     end_call_when_model_lost(session, ctx, settings.language)
     await session.start(

@@ -18,7 +18,7 @@ from __future__ import annotations
 from livekit.agents import llm
 
 from ..settings import Settings
-from . import clock, context, desk, runtime, screen
+from . import clock, desk, screen
 from .builtin import build_builtin_tools
 from .mcp import build_mcp_toolsets
 from .openapi import build_openapi_toolsets
@@ -31,8 +31,7 @@ def python_tools() -> list[llm.Tool]:
 
 
 def build_tools(settings: Settings) -> list[llm.Tool | llm.Toolset]:
-    runtime.set_default_timeout(settings.tool_timeout_s)
-    context.configure(settings)
+    """The tools of one call; they hold no state (that is the call's CallState)."""
     tools: list[llm.Tool | llm.Toolset] = [*python_tools()]
     tools += build_mcp_toolsets(settings)
     tools += build_openapi_toolsets(settings)

@@ -14,7 +14,7 @@ from .runtime import kaiwa_tool
 async def get_current_time(ctx: RunContext) -> dict[str, Any]:
     """The current date, weekday and time where the service desk is. Use it before
     scheduling or whenever the caller says "today", "tomorrow", "next Monday"."""
-    svc = services()
+    svc = services(ctx)
     now = svc.now()
     return {
         "date": now.date().isoformat(),

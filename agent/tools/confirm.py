@@ -1,40 +1,74 @@
-"""Confirmation before consequential actions (cancelling a case, setting a quote).
+"""Confirmation before consequential actions: only the caller's yes unlocks them.
 
-The first call of such a tool changes nothing: it stores a *pending action* for this
-conversation and answers with a summary, a short `confirmation_id` and an instruction to
-read the summary to the caller. `confirm_action(confirmation_id)` then performs it, but
-only if
+The first call of such a tool changes nothing: it stores a *pending action* on the call
+(CallState.confirmations) and answers with a summary, a short `confirmation_id` and an
+instruction to read the summary to the caller. `confirm_action(confirmation_id)` performs
+it only when
 
-1. the id names an unexpired pending action of *this* session (so the model can't confirm
-   something it never proposed, or something from another call), and
-2. the caller has spoken or typed since that action was proposed (so the model can't
-   propose and confirm in one breath; a generic `confirmed=true` flag would allow that).
+1. the id names an unexpired pending action of this call, and
+2. the caller answered yes *after* hearing it: a final utterance that began after the
+   proposal (its start is seen by kaiwa's own speech gate, so the late tail of the sentence
+   that asked for the action does not count) and that reads as affirmative in Japanese or
+   English; or typed text that does; or a press on the page's confirm button (RPC).
 
-"The caller said something" is observed from AgentSession events:
-`user_input_transcribed` (Gemini's input transcription; with Gemini realtime in 1.8.9 the
-interim ones arrive as the caller speaks and the final one only when the model's turn
-ends, so any non-empty transcript counts) and `conversation_item_added` with a user
-message (typed `lk.chat` text, and final transcripts). Limitation: Gemini can deliver
-the tail of an earlier utterance's transcript late; that would count as input. The id
-binding still guarantees the model confirms exactly what it read to the caller.
+A negative answer drops the pending action, and confirm_action then says so. Gemini's input
+transcription can arrive after the model's tool call: when the caller has spoken since the
+proposal but no transcript has come yet, confirm_action waits briefly for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import secrets
 import time
-import weakref
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from livekit.agents import ToolError
 
 PENDING_TTL_S = 120.0
+TRANSCRIPT_WAIT_S = 2.5
 SAY = (
     "Read the summary to the caller and ask them to confirm. Call confirm_action with "
     "this confirmation_id only after they clearly say yes."
 )
+
+Answer = Literal["yes", "no"]
+
+_FILLERS = ("uh ", "um ", "well ", "oh ", "えー", "えっと", "あの", "あ、", "うーん")
+_NO = (
+    r"^(no|nope|nah|not|don'?t|do not|stop|wait|hold on|never ?mind|cancel that)\b",
+    r"^(いいえ|いや|いえ|やめ|やっぱり|だめ|ダメ|結構です|けっこうです|待って|まって|ちょっと待|違|ちが|しないで|取り消さないで)",
+)
+_YES = (
+    r"^(yes|yeah|yep|yup|sure|ok|okay|correct|right|confirm(ed)?|go ahead|please do|do it|"
+    r"that'?s (right|correct|fine)|sounds good|absolutely|affirmative)\b",
+    r"^(はい|ええ|うん|お願い|おねがい|それで|大丈夫|だいじょうぶ|了解|承知|オッケー|おっけー|"
+    r"かしこまり|よろしく|進めて|すすめて|どうぞ|確定|そうです|その通り)",
+)
+_NEGATION_ANYWHERE = re.compile(r"\b(not|don'?t|no)\b|ない|ません|やめ")
+
+
+def classify(text: str) -> Answer | None:
+    """ "yes", "no" or None (unclear: the model must ask again). Conservative on purpose."""
+    t = unicodedata.normalize("NFKC", text).strip().lower()
+    t = re.sub(r"^[\s、。,.!?！？「」]+", "", t)
+    for filler in _FILLERS:
+        if t.startswith(filler):
+            t = t[len(filler) :].lstrip(" 、,")
+    if any(re.match(p, t) for p in _NO):
+        return "no"
+    if any(re.match(p, t) for p in _YES):
+        # "yes, but don't ..." / "はい、でもやめて" is not a yes
+        rest = re.split(r"[,、.。!！]", t, maxsplit=1)
+        tail = rest[1] if len(rest) > 1 else ""
+        if _NEGATION_ANYWHERE.search(tail) or re.search(r"\b(but|however)\b|でも|けど", tail):
+            return None
+        return "yes"
+    return None
 
 
 @dataclass
@@ -46,19 +80,68 @@ class PendingAction:
     perform: Callable[[], Awaitable[dict[str, Any]]]
     created_at: float
     expires_at: float
+    answer: Answer | None = None
 
 
 @dataclass
 class Confirmations:
-    """Pending actions and the caller's latest input, for one conversation."""
+    """Pending actions and the caller's answers, for one call."""
 
     ttl_s: float = PENDING_TTL_S
     clock: Callable[[], float] = time.monotonic
     pending: dict[str, PendingAction] = field(default_factory=dict)
-    last_caller_input_at: float | None = None
+    declined: dict[str, str] = field(default_factory=dict)  # id -> summary
+    speech_started_at: float | None = None  # the caller's latest utterance began (gate)
+    _changed: asyncio.Event | None = None
 
-    def caller_spoke(self) -> None:
-        self.last_caller_input_at = self.clock()
+    # ------------------------------------------------------------------ the caller
+
+    def caller_started_speaking(self, at: float | None = None) -> None:
+        self.speech_started_at = self.clock() if at is None else at
+
+    def caller_said(self, text: str, *, started_at: float | None) -> Answer | None:
+        """A final utterance (spoken: started_at from the gate; typed: its arrival time)."""
+        answer = classify(text)
+        if answer is not None and started_at is not None:
+            action = self._latest_before(started_at)
+            if action is not None:
+                self._answer(action, answer)
+        self._notify()
+        return answer
+
+    def caller_spoke_final(self, text: str) -> Answer | None:
+        return self.caller_said(text, started_at=self.speech_started_at)
+
+    def caller_typed(self, text: str) -> Answer | None:
+        return self.caller_said(text, started_at=self.clock())
+
+    def button(self, confirmation_id: str, answer: Answer) -> bool:
+        """The page's confirm / decline button: explicit, no transcript needed."""
+        self._expire(self.clock())
+        action = self.pending.get(confirmation_id.strip())
+        if action is None:
+            return False
+        self._answer(action, answer)
+        self._notify()
+        return True
+
+    def _latest_before(self, started_at: float) -> PendingAction | None:
+        self._expire(self.clock())
+        candidates = [p for p in self.pending.values() if p.created_at < started_at]
+        return max(candidates, key=lambda p: p.created_at, default=None)
+
+    def _answer(self, action: PendingAction, answer: Answer) -> None:
+        if answer == "no":
+            del self.pending[action.id]
+            self.declined[action.id] = action.summary
+        else:
+            action.answer = "yes"
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    # ------------------------------------------------------------------ the tools
 
     def propose(
         self,
@@ -83,26 +166,49 @@ class Confirmations:
             "say": SAY,
         }
 
-    def take(self, confirmation_id: str) -> PendingAction:
-        """The pending action to perform now (removed), or a ToolError saying what's missing."""
-        now = self.clock()
-        self._expire(now)
+    async def take(
+        self, confirmation_id: str, *, wait_s: float = TRANSCRIPT_WAIT_S
+    ) -> PendingAction:
+        """The confirmed action to perform now (removed), or a ToolError saying why not."""
         pid = confirmation_id.strip()
-        action = self.pending.get(pid)
-        if action is None:
+        action = self._lookup(pid)
+        if action.answer != "yes" and self._spoke_since(action):
+            # the caller spoke after the proposal; their transcript may still be on its way
+            deadline = self.clock() + wait_s
+            while action.answer != "yes" and pid in self.pending and self.clock() < deadline:
+                self._changed = asyncio.Event()
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - self.clock())):
+                        await self._changed.wait()
+                except TimeoutError:
+                    break
+            action = self._lookup(pid)
+        if action.answer != "yes":
             raise ToolError(
-                f"There is no pending action with confirmation id '{confirmation_id}' (it may "
-                "have expired or been done already). Nothing was changed. Ask for the action "
-                "again to get a new summary to confirm."
-            )
-        if self.last_caller_input_at is None or self.last_caller_input_at <= action.created_at:
-            raise ToolError(
-                "Not confirmed yet: the caller hasn't answered since the summary was given. "
-                f"Nothing was changed. Read this to the caller and wait for their yes: "
-                f"{action.summary}"
+                "Not confirmed: the caller has not said yes to this yet, so nothing was "
+                f"changed. Read this to the caller and wait for a clear yes: {action.summary}"
             )
         del self.pending[pid]
         return action
+
+    def _lookup(self, pid: str) -> PendingAction:
+        self._expire(self.clock())
+        if pid in self.declined:
+            raise ToolError(
+                "The caller said no to this, so nothing was changed and the request was "
+                "dropped. Tell them it was not done."
+            )
+        action = self.pending.get(pid)
+        if action is None:
+            raise ToolError(
+                f"There is no pending action with confirmation id '{pid}' (it may have "
+                "expired or been done already). Nothing was changed. Ask for the action "
+                "again to get a new summary to confirm."
+            )
+        return action
+
+    def _spoke_since(self, action: PendingAction) -> bool:
+        return self.speech_started_at is not None and self.speech_started_at > action.created_at
 
     def _expire(self, now: float) -> None:
         for pid, p in list(self.pending.items()):
@@ -110,32 +216,28 @@ class Confirmations:
                 del self.pending[pid]
 
 
-_by_session: weakref.WeakKeyDictionary[Any, Confirmations] = weakref.WeakKeyDictionary()
+def listen(session: Any, confirmations: Confirmations) -> None:
+    """Feed the caller's final utterances from AgentSession events into `confirmations`.
 
-
-def for_session(session: Any) -> Confirmations:
-    """This conversation's confirmations; the first use starts listening to the caller.
-
-    Listening starts at the latest with the first proposal, which is all that matters:
-    only input *after* a proposal can confirm it.
+    Spoken: `user_input_transcribed` with is_final (Gemini's input transcription, which can
+    come late; its start is the gate's latest speech start). Typed: a user message added
+    to the conversation that is not the final transcript just seen (lk.chat text).
     """
-    conf = _by_session.get(session)
-    if conf is None:
-        conf = Confirmations()
-        _by_session[session] = conf
-        ref = weakref.ref(conf)
+    last_final: list[str] = [""]
 
-        def on_transcribed(ev: Any) -> None:
-            c = ref()
-            if c is not None and str(getattr(ev, "transcript", "")).strip():
-                c.caller_spoke()
+    def on_transcribed(ev: Any) -> None:
+        text = str(getattr(ev, "transcript", "")).strip()
+        if text and getattr(ev, "is_final", False):
+            last_final[0] = text
+            confirmations.caller_spoke_final(text)
 
-        def on_item(ev: Any) -> None:
-            c = ref()
-            item = getattr(ev, "item", None)
-            if c is not None and getattr(item, "role", None) == "user":
-                c.caller_spoke()
+    def on_item(ev: Any) -> None:
+        item = getattr(ev, "item", None)
+        if getattr(item, "role", None) != "user":
+            return
+        text = (getattr(item, "text_content", None) or "").strip()
+        if text and text != last_final[0]:
+            confirmations.caller_typed(text)
 
-        session.on("user_input_transcribed", on_transcribed)
-        session.on("conversation_item_added", on_item)
-    return conf
+    session.on("user_input_transcribed", on_transcribed)
+    session.on("conversation_item_added", on_item)

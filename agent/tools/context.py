@@ -1,26 +1,27 @@
-"""What the built-in tools need at run time: the Desk, the time zone, a few settings.
+"""What the built-in tools need at run time, reached through the call (ctx.userdata).
 
-`build_tools(settings)` calls `configure(settings)` once per job; tools call `services()`.
-With the thread job executor several jobs share one process and therefore one
-`ToolServices`; that is fine because settings are per process anyway. Anything that must
-be per conversation (pending confirmations) is keyed by the `AgentSession` instead.
+`services(ctx)` is the call's ToolServices (desk, time zone). `desk_call` runs a desk
+method off the event loop with the tool call's idempotency key and write guard, so a
+repeated call id returns the first result and a cancelled or timed-out call never commits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import functools
+import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from livekit.agents import ToolError
+from livekit.agents import RunContext, ToolError
 
-from desk import Desk, DeskError
+from desk import DeskError
 
-from ..settings import Settings, SettingsError
+from .runtime import call_state, current_call
+
+if TYPE_CHECKING:  # agent.call imports the tools package
+    from ..call import CallState, ToolServices
 
 logger = logging.getLogger("kaiwa.tools")
 
@@ -28,51 +29,49 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass
-class ToolServices:
-    desk: Desk
-    tz: ZoneInfo
-    lab_delay_s: float
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(self.tz)
-
-    def today(self) -> dt.date:
-        return self.now().date()
+def state(ctx: RunContext) -> CallState:
+    found = call_state(ctx)
+    if found is None:
+        raise RuntimeError("tool run without a CallState on the session (AgentSession userdata)")
+    return found
 
 
-_services: ToolServices | None = None
+def services(ctx: RunContext) -> ToolServices:
+    return state(ctx).services
 
 
-def configure(settings: Settings) -> ToolServices:
-    """Open the Desk (creating/migrating the file) and remember the time zone."""
-    global _services
+@functools.cache
+def _accepts(fn: Any, name: str) -> bool:
     try:
-        tz = ZoneInfo(settings.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(
-            f"KAIWA_TIMEZONE={settings.timezone} is not a known time zone"
-        ) from None
-    _services = ToolServices(
-        desk=Desk.open(settings.desk_db), tz=tz, lab_delay_s=settings.lab_delay_s
-    )
-    return _services
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
-def services() -> ToolServices:
-    if _services is None:
-        raise RuntimeError("tools used before build_tools(settings) configured them")
-    return _services
+async def desk_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a Desk method off the event loop; its refusals become ToolErrors.
 
-
-async def desk_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a synchronous Desk method off the event loop; its refusals become ToolErrors.
-
-    Every DeskError message is a sentence written for the caller (see desk.errors), so it
-    goes to the model unchanged.
+    Inside a tool call, writes get the call's idempotency key and write guard. A cancel
+    (the model withdrew the call, the tool timed out, the call ended) cancels the guard
+    too: the thread may still be running, but it will not COMMIT.
     """
+    call = current_call.get()
+    target = getattr(fn, "__func__", fn)
+    if call is not None:
+        if _accepts(target, "guard"):
+            kwargs.setdefault("guard", call.guard)
+        if _accepts(target, "idempotency_key") and call.state is not None:
+            kwargs.setdefault(
+                "idempotency_key", call.state.idempotency_key(call.call_id, fn.__name__)
+            )
+        if _accepts(target, "actor") and call.state is not None and call.state.identity:
+            kwargs.setdefault("actor", call.state.actor)
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
+    except asyncio.CancelledError:
+        if call is not None:
+            call.guard.cancel()
+        raise
     except DeskError as e:
         raise ToolError(str(e)) from None
 

@@ -16,8 +16,7 @@ from livekit.agents import RunContext, ToolError
 from desk import Case, CaseStatus, DeskError, next_states, parse_status, validate
 from desk.service import QUOTABLE
 
-from . import confirm
-from .context import checked, compact, desk_call, services
+from .context import checked, compact, desk_call, services, state
 from .runtime import kaiwa_tool
 from .ui_sync import show_case_later, status_changed_later
 
@@ -57,7 +56,7 @@ async def create_case(
         email: The customer's email address.
     """
     case = await desk_call(
-        services().desk.create_case,
+        services(ctx).desk.create_case,
         customer_name=customer_name,
         device_type=device_type,
         symptom=symptom,
@@ -83,7 +82,7 @@ async def find_cases(
         phone: The phone number or its last digits.
         status: received, diagnosing, quoted, approved, recovering, ready, returned or cancelled.
     """
-    cases = await desk_call(services().desk.find_cases, name=name, phone=phone, status=status)
+    cases = await desk_call(services(ctx).desk.find_cases, name=name, phone=phone, status=status)
     if not cases:
         return {"count": 0, "say": "No case matches; ask for another detail or the case number."}
     return {"count": len(cases), "cases": [brief(c) for c in cases]}
@@ -96,7 +95,7 @@ async def get_case(ctx: RunContext, case_id: str) -> dict[str, Any]:
     Args:
         case_id: The case number, e.g. R-1042 (spoken forms like "1042" work too).
     """
-    case = await desk_call(services().desk.get_case, case_id)
+    case = await desk_call(services(ctx).desk.get_case, case_id)
     show_case_later(case)
     return detail(case)
 
@@ -110,7 +109,7 @@ async def update_status(ctx: RunContext, case_id: str, status: str) -> dict[str,
         case_id: The case number, e.g. R-1042.
         status: The new status.
     """
-    desk = services().desk
+    desk = services(ctx).desk
     before = await desk_call(desk.get_case, case_id)
     if validate_status(status) is CaseStatus.CANCELLED:
         raise ToolError("To cancel a case use cancel_case, which asks the caller to confirm.")
@@ -135,7 +134,7 @@ async def add_note(ctx: RunContext, case_id: str, text: str) -> dict[str, Any]:
         case_id: The case number, e.g. R-1042.
         text: The note, in a sentence or two.
     """
-    case = await desk_call(services().desk.add_note, case_id, text)
+    case = await desk_call(services(ctx).desk.add_note, case_id, text)
     return {"id": case.id, "notes": len(case.notes), "saved": True}
 
 
@@ -151,7 +150,7 @@ async def schedule_return(
         date: The day as YYYY-MM-DD; today or later.
         kind: "return" or "pickup".
     """
-    svc = services()
+    svc = services(ctx)
     case = await desk_call(svc.desk.schedule_return, case_id, date, kind=kind, today=svc.today())
     return brief(case)
 
@@ -165,7 +164,7 @@ async def cancel_case(ctx: RunContext, case_id: str, reason: str) -> dict[str, A
         case_id: The case number, e.g. R-1042.
         reason: Why the caller wants to cancel, in a few words.
     """
-    desk = services().desk
+    desk = services(ctx).desk
     clean_reason = checked(validate.text, reason, what="cancellation reason", field="reason")
     case = await desk_call(desk.get_case, case_id)
     if CaseStatus.CANCELLED not in next_states(case.status):
@@ -181,19 +180,20 @@ async def cancel_case(ctx: RunContext, case_id: str, reason: str) -> dict[str, A
         f"Cancel case {case.id} ({case.device_type.value} of {case.customer_name}, now "
         f"'{case.status}') because: {clean_reason}. Work stops and this can't be undone."
     )
-    return confirm.for_session(ctx.session).propose("cancel_case", case.id, summary, perform)
+    return state(ctx).confirmations.propose("cancel_case", case.id, summary, perform)
 
 
 @kaiwa_tool()
-async def set_quote(ctx: RunContext, case_id: str, amount_yen: int) -> dict[str, Any]:
+async def set_quote(ctx: RunContext, case_id: str, amount_yen: str) -> dict[str, Any]:
     """Propose the price quote for a diagnosed case. Changes nothing by itself: returns a
     summary and a confirmation_id; after the caller agrees, call confirm_action with it.
 
     Args:
         case_id: The case number, e.g. R-1042.
-        amount_yen: The price in whole yen, e.g. 55000.
+        amount_yen: The price in yen as the caller or clerk said it, e.g. 55000, "55,000
+            yen" or "¥50000".
     """
-    desk = services().desk
+    desk = services(ctx).desk
     amount = checked(validate.quote_yen, amount_yen)
     case = await desk_call(desk.get_case, case_id)
     if case.status not in QUOTABLE:
@@ -211,7 +211,7 @@ async def set_quote(ctx: RunContext, case_id: str, amount_yen: int) -> dict[str,
 
     previous = f" (replacing {case.quote_yen:,} yen)" if case.quote_yen is not None else ""
     summary = f"Set the quote for case {case.id} to {amount:,} yen{previous}."
-    return confirm.for_session(ctx.session).propose("set_quote", case.id, summary, perform)
+    return state(ctx).confirmations.propose("set_quote", case.id, summary, perform)
 
 
 @kaiwa_tool()
@@ -222,7 +222,7 @@ async def confirm_action(ctx: RunContext, confirmation_id: str) -> dict[str, Any
     Args:
         confirmation_id: The confirmation_id returned with the summary.
     """
-    action = confirm.for_session(ctx.session).take(confirmation_id)
+    action = await state(ctx).confirmations.take(confirmation_id)
     return await action.perform()
 
 
@@ -234,7 +234,7 @@ async def check_lab_progress(ctx: RunContext, case_id: str) -> dict[str, Any]:
     Args:
         case_id: The case number, e.g. R-1042.
     """
-    svc = services()
+    svc = services(ctx)
     case = await desk_call(svc.desk.get_case, case_id)
     await asyncio.sleep(svc.lab_delay_s)  # stands in for a slow lab system
     return {"id": case.id, "status": case.status.value, "lab": _LAB_REPORT[case.status]}

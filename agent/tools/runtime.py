@@ -1,17 +1,23 @@
 """Guarded function tools: what livekit-agents' `@function_tool` leaves to us.
 
 Framework gaps closed here (see DESIGN.md):
-- no per-tool timeout: each call runs under `asyncio.timeout`, and expiry becomes a
-  `ToolError` the model can say;
-- Gemini's `toolCallCancellation` is only logged by the plugin: running calls are kept
-  by call id so the realtime session can cancel them (`cancel_calls`);
-- unexpected exceptions reach the model as "An internal error occurred" with the
-  traceback but no arguments in the log: we log the tool, call id and arguments, and
-  give the model a sentence it can say;
-- nothing tells the caller's screen that a tool is running: `ToolActivity` publishes the
-  running tool names as the agent attribute `kaiwa.tools`.
+- argument errors: the framework answers a bad argument with pydantic's text. kaiwa
+  declares each Python tool as a raw tool with the schema the framework would have built
+  (so Gemini sees the same declaration) and validates the arguments itself, answering with
+  one sentence naming the field (sentences.py);
+- no per-tool timeout: each call runs under `asyncio.timeout`; expiry becomes a spoken
+  ToolError, and the call's `WriteGuard` stops its database write before COMMIT;
+- cancellation: Gemini's `toolCallCancellation` (and the end of the call) cancel the
+  running task *and* its write guard, so a cancelled tool never commits later in a thread;
+- unexpected exceptions: logged with the tool and call id (arguments never: they carry
+  personal data), and the model gets a sentence it can say;
+- policy: timeout, blocking behaviour and response scheduling are declared with the tool
+  and travel with it (`policy_of(tool)`); the worker hands them to the Gemini layer.
 
-Usage, one decorator per tool (tools are module-level functions taking `RunContext`):
+Per-call state (running calls, tool activity, language) is the call's `CallState`
+(agent/call.py), reached through `ctx.userdata`.
+
+Usage, one decorator per tool (module-level functions taking `RunContext`):
 
     @kaiwa_tool(timeout_s=5)
     async def get_case(ctx: RunContext, case_id: str) -> dict: ...
@@ -20,110 +26,75 @@ Usage, one decorator per tool (tools are module-level functions taking `RunConte
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextvars
 import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
+import pydantic
 from livekit.agents import RunContext, StopResponse, ToolError, function_tool, llm
+
+from desk.guard import WriteGuard
+
+from . import sentences
+from .activity import TOOLS_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from ..call import CallState
 
 logger = logging.getLogger("kaiwa.tools")
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 Behavior = Literal["blocking", "non_blocking"]
 Scheduling = Literal["interrupt", "when_idle", "silent"]
-TOOLS_ATTRIBUTE = "kaiwa.tools"
+DEFAULT_TIMEOUT_S = 15.0
+
+__all__ = ["TOOLS_ATTRIBUTE", "ToolPolicy", "current_call", "kaiwa_tool", "policy_of"]
 
 
 @dataclass(frozen=True)
 class ToolPolicy:
-    timeout_s: float | None = None  # None: the settings default (KAIWA_TOOL_TIMEOUT_S)
-    behavior: Behavior | None = None  # None: the model-wide setting
+    timeout_s: float | None = None  # None: the call's default (KAIWA_TOOL_TIMEOUT_S)
+    behavior: Behavior | None = None  # None: blocking (declared explicitly, see families.py)
     scheduling: Scheduling | None = None
 
 
-# Per-tool policies by tool name, read by the realtime session when it declares tools.
-POLICIES: dict[str, ToolPolicy] = {}
-DEFAULT_TIMEOUT_S = 15.0
+@dataclass(frozen=True)
+class CallContext:
+    """The tool call being executed, for code below the tool (desk_call)."""
+
+    call_id: str
+    tool: str
+    guard: WriteGuard
+    state: CallState | None
 
 
-def set_default_timeout(seconds: float) -> None:
-    global DEFAULT_TIMEOUT_S
-    DEFAULT_TIMEOUT_S = seconds
+current_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
+    "kaiwa_tool_call", default=None
+)
+
+_POLICY_ATTR = "__kaiwa_policy__"
 
 
-class _Cancelled(Exception):
-    """Marks a call that Gemini cancelled (toolCallCancellation)."""
+def policy_of(tool: Any) -> ToolPolicy:
+    return getattr(tool, _POLICY_ATTR, None) or ToolPolicy()
 
 
-# Running calls by call id; call ids are unique per Gemini session.
-_running: dict[str, asyncio.Task[Any]] = {}
-_cancelled_by_model: set[str] = set()
-
-
-def cancel_calls(call_ids: list[str]) -> int:
-    """Cancel running tool calls that the model withdrew; returns how many were running."""
-    n = 0
-    for call_id in call_ids:
-        task = _running.get(call_id)
-        if task is not None and not task.done():
-            _cancelled_by_model.add(call_id)
-            task.cancel()
-            n += 1
-    return n
-
-
-class ToolActivity:
-    """Publishes the names of running tools as the agent participant's `kaiwa.tools`."""
-
-    def __init__(self) -> None:
-        self._running: list[str] = []
-        self._publish: Callable[[str], Awaitable[None]] | None = None
-
-    def attach(self, publish: Callable[[str], Awaitable[None]]) -> None:
-        self._publish = publish
-
-    async def _update(self) -> None:
-        if self._publish is None:
-            return
-        try:
-            await self._publish(json.dumps(self._running))
-        except Exception as e:  # the UI signal must never break a tool
-            logger.debug("could not publish tool activity: %s", e)
-
-    async def started(self, name: str) -> None:
-        self._running.append(name)
-        await self._update()
-
-    async def finished(self, name: str) -> None:
-        if name in self._running:
-            self._running.remove(name)
-        await self._update()
-
-
-activity = ToolActivity()
-
-
-def _find_ctx(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RunContext | None:
-    for v in (*args, *kwargs.values()):
-        if isinstance(v, RunContext):
-            return v
-    return None
-
-
-def _arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The call's arguments by name (the framework passes them positionally), minus ctx."""
+def call_state(ctx: RunContext) -> CallState | None:
     try:
-        bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
-    except TypeError:
-        bound = {"args": args, **kwargs}
-    return {k: v for k, v in bound.items() if not isinstance(v, RunContext)}
+        state = ctx.userdata
+    except (ValueError, AttributeError):
+        return None
+    from ..call import CallState
+
+    return state if isinstance(state, CallState) else None
+
+
+def _validator(fn: Callable[..., Any]) -> tuple[type[pydantic.BaseModel], dict[str, Any]]:
+    model = llm.utils.function_arguments_to_pydantic_model(fn)
+    return model, {name: f.annotation for name, f in model.model_fields.items()}
 
 
 def kaiwa_tool(
@@ -134,84 +105,144 @@ def kaiwa_tool(
     behavior: Behavior | None = None,
     scheduling: Scheduling | None = None,
     raw_schema: dict[str, Any] | None = None,
-) -> Callable[[Callable[P, Awaitable[R]]], llm.FunctionTool | llm.RawFunctionTool]:
-    """`@function_tool` plus timeout, cancellation, logging and UI activity.
+) -> Callable[[Callable[..., Awaitable[Any]]], llm.RawFunctionTool]:
+    """A raw function tool with kaiwa's validation, timeout, cancellation and policy.
 
-    With `raw_schema` ({"name", "description", "parameters"}) the tool is a raw function
-    tool (handler `async def f(raw_arguments: dict, ctx: RunContext)`), as used for MCP and
-    OpenAPI tools.
+    With `raw_schema` ({"name", "description", "parameters"}) the function already takes
+    `(raw_arguments: dict, ctx: RunContext)` (MCP and OpenAPI tools) and validates itself.
     """
+    policy = ToolPolicy(timeout_s=timeout_s, behavior=behavior, scheduling=scheduling)
 
-    def deco(fn: Callable[P, Awaitable[R]]) -> llm.FunctionTool | llm.RawFunctionTool:
-        tool_name = str(raw_schema["name"]) if raw_schema else (name or fn.__name__)
-
-        @functools.wraps(fn)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            ctx = _find_ctx(args, kwargs)
-            call_id = ctx.function_call.call_id if ctx is not None else ""
-            limit = timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S
-            task = asyncio.current_task()
-            if call_id and task is not None:
-                _running[call_id] = task
-            started = time.monotonic()
-            await activity.started(tool_name)
-            try:
-                async with asyncio.timeout(limit):
-                    return await fn(*args, **kwargs)
-            except TimeoutError:
-                logger.warning(
-                    "tool timed out",
-                    extra={"tool": tool_name, "call_id": call_id, "timeout_s": limit},
-                )
-                raise ToolError(
-                    f"The {tool_name.replace('_', ' ')} step took longer than {limit:g} "
-                    "seconds and was stopped. Tell the caller it is taking too long and "
-                    "offer to try again."
-                ) from None
-            except asyncio.CancelledError:
-                if call_id in _cancelled_by_model:
-                    logger.info(
-                        "tool cancelled by the model", extra={"tool": tool_name, "call_id": call_id}
-                    )
-                    raise StopResponse() from None
-                raise
-            except (ToolError, StopResponse):
-                raise
-            except Exception:
-                arguments = _arguments(fn, args, kwargs)
-                logger.exception(
-                    "tool failed unexpectedly",
-                    extra={
-                        "tool": tool_name,
-                        "call_id": call_id,
-                        "arguments": repr(arguments)[:500],
-                    },
-                )
-                raise ToolError(
-                    f"The {tool_name.replace('_', ' ')} step failed because of an internal "
-                    "problem. Apologise to the caller and offer to try again or take a note."
-                ) from None
-            finally:
-                _running.pop(call_id, None)
-                _cancelled_by_model.discard(call_id)
-                await activity.finished(tool_name)
-                logger.debug(
-                    "tool done",
-                    extra={
-                        "tool": tool_name,
-                        "call_id": call_id,
-                        "ms": round((time.monotonic() - started) * 1000),
-                    },
-                )
-
-        tool: llm.FunctionTool | llm.RawFunctionTool
+    def deco(fn: Callable[..., Awaitable[Any]]) -> llm.RawFunctionTool:
         if raw_schema is not None:
-            tool = function_tool(guarded, raw_schema=raw_schema)
+            schema = raw_schema
+            validate = None
         else:
-            tool = function_tool(guarded, name=tool_name, description=description)
-        POLICIES[tool_name] = ToolPolicy(
-            timeout_s=timeout_s, behavior=behavior, scheduling=scheduling
-        )
+            built = function_tool(fn, name=name or fn.__name__, description=description)
+            schema = llm.utils.build_legacy_openai_schema(built, internally_tagged=True)
+            schema = {k: schema[k] for k in ("name", "description", "parameters")}
+            validate = _validator(fn)
+        tool_name = str(schema["name"])
+        ctx_param = _context_parameter(fn)
+
+        async def handler(raw_arguments: dict[str, object], ctx: RunContext) -> Any:
+            state = call_state(ctx)
+            lang = sentences.lang_of(state.language if state else None)
+            if validate is None:
+                kwargs: dict[str, Any] = {"raw_arguments": raw_arguments}
+            else:
+                kwargs = _checked_arguments(tool_name, validate, raw_arguments, lang)
+            kwargs[ctx_param] = ctx
+            return await _run(fn, tool_name, policy, ctx, state, lang, kwargs)
+
+        # not functools.wraps: __wrapped__ would make the framework bind fn's signature
+        handler.__doc__ = fn.__doc__
+        tool = function_tool(handler, raw_schema=schema)
+        setattr(tool, _POLICY_ATTR, policy)
         return tool
 
     return deco
+
+
+def _is_text(annotation: Any) -> bool:
+    return annotation is str or annotation == (str | None)
+
+
+def _context_parameter(fn: Callable[..., Any]) -> str:
+    """The name of the tool function's RunContext parameter ("ctx" by convention)."""
+    for pname, param in inspect.signature(fn).parameters.items():
+        if "RunContext" in str(param.annotation):
+            return pname
+    return "ctx"
+
+
+def _checked_arguments(
+    tool: str,
+    validate: tuple[type[pydantic.BaseModel], dict[str, Any]],
+    raw: dict[str, object],
+    lang: sentences.Lang,
+) -> dict[str, Any]:
+    model, fields = validate
+    if not isinstance(raw, dict):
+        raise ToolError(sentences.bad_json(tool, lang))
+    extra = sorted(k for k in raw if k not in fields)
+    if extra:
+        raise ToolError(sentences.unknown_arguments(tool, extra, list(fields), lang))
+    # Gemini sends null for an omitted optional field: that means "not given"; and a number
+    # where text is expected (a case number "1042") is taken as said
+    given = {
+        k: str(v)
+        if isinstance(v, int | float) and not isinstance(v, bool) and _is_text(fields[k])
+        else v
+        for k, v in raw.items()
+        if v is not None
+    }
+    try:
+        parsed = model.model_validate(given)
+    except pydantic.ValidationError as e:
+        raise ToolError(sentences.invalid_arguments(tool, e, fields, lang)) from None
+    return {k: getattr(parsed, k) for k in fields}
+
+
+async def _run(
+    fn: Callable[..., Awaitable[Any]],
+    tool: str,
+    policy: ToolPolicy,
+    ctx: RunContext,
+    state: CallState | None,
+    lang: sentences.Lang,
+    kwargs: dict[str, Any],
+) -> Any:
+    from ..call import RunningCall
+
+    call_id = ctx.function_call.call_id
+    limit = policy.timeout_s or (state.tool_timeout_s if state else DEFAULT_TIMEOUT_S)
+    guard = WriteGuard(timeout_s=limit)
+    task = asyncio.current_task()
+    running = RunningCall(tool, task, guard) if task is not None else None
+    if state is not None and running is not None:
+        state.running[call_id] = running
+    token = current_call.set(CallContext(call_id, tool, guard, state))
+    started = time.monotonic()
+    if state is not None:
+        await state.activity.started(tool)
+    try:
+        async with asyncio.timeout(limit):
+            return await fn(**kwargs)
+    except TimeoutError:
+        guard.cancel()
+        logger.warning(
+            "tool timed out", extra={"tool": tool, "call_id": call_id, "timeout_s": limit}
+        )
+        raise ToolError(sentences.timed_out(tool, limit, lang)) from None
+    except asyncio.CancelledError:
+        guard.cancel()
+        if running is not None and running.cancelled_by_model:
+            logger.info("tool cancelled by the model", extra={"tool": tool, "call_id": call_id})
+            raise StopResponse() from None
+        raise
+    except (ToolError, StopResponse):
+        raise
+    except Exception as e:
+        guard.cancel()
+        # no arguments in the log: they carry names, phones and emails
+        logger.error(
+            "tool failed unexpectedly: %s",
+            type(e).__name__,
+            exc_info=True,
+            extra={"tool": tool, "call_id": call_id},
+        )
+        raise ToolError(sentences.internal_error(tool, lang)) from None
+    finally:
+        current_call.reset(token)
+        if state is not None:
+            state.running.pop(call_id, None)
+            await state.activity.finished(tool)
+        logger.debug(
+            "tool done",
+            extra={
+                "tool": tool,
+                "call_id": call_id,
+                "ms": round((time.monotonic() - started) * 1000),
+            },
+        )

@@ -25,7 +25,7 @@ async def show_case(ctx: RunContext, case_id: str) -> dict[str, Any]:
     Args:
         case_id: The case number, e.g. R-1042.
     """
-    case = await desk_call(services().desk.get_case, case_id)
+    case = await desk_call(services(ctx).desk.get_case, case_id)
     shown = await push_safely(ui.SHOW_CASE, {"case": case.to_dict()})
     return {"id": case.id, "shown": shown} | ({} if shown else {"say": _NO_SCREEN})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock
@@ -12,18 +13,47 @@ from livekit import rtc
 from livekit.agents import RunContext, llm
 from livekit.agents.llm.utils import prepare_function_arguments
 
+from agent.call import CallState, ToolServices, open_services
 from agent.settings import Settings
+from agent.tools import confirm
+
+_services: ToolServices | None = None
+
+
+def use_services(settings: Settings) -> ToolServices:
+    """Open the desk of `settings` for the calls that follow (each gets its own CallState)."""
+    global _services
+    _services = open_services(settings)
+    return _services
 
 
 class FakeSession(rtc.EventEmitter[str]):
-    """Stands in for AgentSession: tools only use .on() (confirmations) via ctx.session."""
+    """Stands in for AgentSession: tools use ctx.userdata (the CallState) and .on()."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: CallState | None = None, **call: Any) -> None:
         super().__init__()
         self._global_run_state = None
+        if state is None:
+            assert _services is not None, "use_services(settings) first"
+            state = CallState(services=_services, scope=f"test-{id(self)}", **call)
+        self.userdata = state
+        confirm.listen(self, state.confirmations)
 
     def caller_says(self, text: str) -> None:
-        self.emit("user_input_transcribed", MagicMock(transcript=text, is_final=False))
+        """The caller speaks (kaiwa's gate sees it start) and Gemini's final transcript comes."""
+        self.userdata.confirmations.caller_started_speaking()
+        time.sleep(0.001)  # the utterance starts after whatever happened just before
+        self.emit("user_input_transcribed", MagicMock(transcript=text, is_final=True))
+
+    def late_transcript(self, text: str) -> None:
+        """A final transcript that arrives now, with no new speech start (a late tail)."""
+        self.emit("user_input_transcribed", MagicMock(transcript=text, is_final=True))
+
+    def caller_types(self, text: str) -> None:
+        self.emit(
+            "conversation_item_added",
+            MagicMock(item=MagicMock(role="user", text_content=text)),
+        )
 
 
 def settings_for(db: Path, **env: str) -> Settings:
@@ -42,7 +72,7 @@ _n = 0
 
 
 async def call(tool: Any, session: FakeSession | None = None, **args: Any) -> Any:
-    """Validate arguments against the tool's schema and run it, as the tool executor does."""
+    """Run a tool with `args` as Gemini's function call arguments, as the executor does."""
     global _n
     _n += 1
     name = tool.info.name

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from google.genai import types
 
-from agent.model import build_realtime_model, compression_config, realtime_input_config
+from agent.gemini.model import build_realtime_model, compression_config, realtime_input_config
 from agent.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

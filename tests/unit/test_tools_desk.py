@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from livekit.agents import ToolError
 
-from agent.tools import build_tools, clock, confirm, context, desk, python_tools
-from tests.support.tools_harness import FakeSession, call, settings_for
+from agent.tools import clock, confirm, desk, python_tools
+from tests.support.tools_harness import FakeSession, call, settings_for, use_services
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "desk.sqlite3"
-    build_tools(settings_for(path, KAIWA_TIMEZONE="Pacific/Kiritimati", KAIWA_LAB_DELAY_S="0"))
+    use_services(settings_for(path, KAIWA_TIMEZONE="Pacific/Kiritimati", KAIWA_LAB_DELAY_S="0"))
     return path
 
 
@@ -82,7 +82,7 @@ async def test_create_then_get_and_find(db: Path) -> None:
         (desk.get_case, {"case_id": "R-9999"}, "no case R-9999"),
         (desk.update_status, {"case_id": "R-1001", "status": "flying"}, "not a case status"),
         (desk.schedule_return, {"case_id": "R-1001", "date": "next week"}, "year-month-day"),
-        (desk.set_quote, {"case_id": "R-1001", "amount_yen": -5}, "whole number of yen"),
+        (desk.set_quote, {"case_id": "R-1001", "amount_yen": "-5"}, "whole number of yen"),
         (desk.cancel_case, {"case_id": "R-1001", "reason": "  "}, "reason is empty"),
     ],
 )  # fmt: skip
@@ -133,7 +133,7 @@ async def test_cancel_needs_the_callers_yes(db: Path) -> None:
     assert row(db, cid)[0] == "received"  # nothing changed
 
     # The model confirming on its own, before the caller answered: refused.
-    with pytest.raises(ToolError, match="hasn't answered"):
+    with pytest.raises(ToolError, match="not said yes"):
         await call(desk.confirm_action, session, confirmation_id=proposal["confirmation_id"])
     assert row(db, cid)[0] == "received"
 
@@ -158,10 +158,10 @@ async def test_quote_confirmation_and_expiry(db: Path) -> None:
     await call(desk.update_status, case_id=cid, status="diagnosing")
     session = FakeSession()
     now = [1000.0]
-    conf = confirm.for_session(session)
+    conf = session.userdata.confirmations
     conf.clock = lambda: now[0]
 
-    first = await call(desk.set_quote, session, case_id=cid, amount_yen=55000)
+    first = await call(desk.set_quote, session, case_id=cid, amount_yen="55,000 yen")
     assert "55,000 yen" in first["summary"]
     now[0] += confirm.PENDING_TTL_S + 1
     session.caller_says("ok")
@@ -169,7 +169,7 @@ async def test_quote_confirmation_and_expiry(db: Path) -> None:
         await call(desk.confirm_action, session, confirmation_id=first["confirmation_id"])
     assert row(db, cid) == ("diagnosing", None)
 
-    second = await call(desk.set_quote, session, case_id=cid, amount_yen=60000)
+    second = await call(desk.set_quote, session, case_id=cid, amount_yen="¥60000")
     now[0] += 1
     session.caller_says("はい、お願いします")
     out = await call(desk.confirm_action, session, confirmation_id=second["confirmation_id"])
@@ -179,7 +179,7 @@ async def test_quote_confirmation_and_expiry(db: Path) -> None:
 async def test_refusals_come_before_asking_the_caller(db: Path) -> None:
     cid = await new_case()
     with pytest.raises(ToolError, match="diagnosing or quoted"):
-        await call(desk.set_quote, case_id=cid, amount_yen=1000)
+        await call(desk.set_quote, case_id=cid, amount_yen="1000")
     session = FakeSession()
     p = await call(desk.cancel_case, session, case_id=cid, reason="too expensive")
     session.caller_says("yes")
@@ -194,7 +194,8 @@ async def test_lab_progress_reports_status(db: Path) -> None:
     assert out["status"] == "received" and "queue" in out["lab"]
 
 
-def test_services_need_configuring_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(context, "_services", None)
-    with pytest.raises(RuntimeError, match="build_tools"):
-        context.services()
+async def test_a_tool_run_outside_a_call_fails_with_a_sentence(db: Path) -> None:
+    session = FakeSession()
+    session.userdata = None  # type: ignore[assignment]
+    with pytest.raises(ToolError, match="internal problem"):
+        await call(desk.get_case, session, case_id="R-1001")

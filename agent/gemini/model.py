@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from google.genai import types
 
-from .realtime import KaiwaRealtimeModel, ResilienceOptions
-from .settings import Settings
+from ..settings import Settings
+from .session import CallHooks, KaiwaRealtimeModel, ResilienceOptions
+from .speech import GateOptions
 
 _START = {
     "high": types.StartSensitivity.START_SENSITIVITY_HIGH,
@@ -17,12 +17,6 @@ _START = {
 _END = {
     "high": types.EndSensitivity.END_SENSITIVITY_HIGH,
     "low": types.EndSensitivity.END_SENSITIVITY_LOW,
-}
-_BEHAVIOR = {"blocking": types.Behavior.BLOCKING, "non_blocking": types.Behavior.NON_BLOCKING}
-_SCHEDULING = {
-    "interrupt": types.FunctionResponseScheduling.INTERRUPT,
-    "when_idle": types.FunctionResponseScheduling.WHEN_IDLE,
-    "silent": types.FunctionResponseScheduling.SILENT,
 }
 
 
@@ -59,7 +53,7 @@ def build_realtime_model(
     *,
     instructions: str,
     resume_handle: str | None = None,
-    on_resumption_handle: Callable[[str], None] | None = None,
+    hooks: CallHooks | None = None,
 ) -> KaiwaRealtimeModel:
     kwargs: dict[str, Any] = {
         "instructions": instructions,
@@ -85,10 +79,12 @@ def build_realtime_model(
     if resume_handle:
         # continue a conversation whose job process died (agent/session_store.py)
         kwargs["session_resumption"] = types.SessionResumptionConfig(handle=resume_handle)
-    if settings.tool_behavior in _BEHAVIOR:
-        kwargs["tool_behavior"] = _BEHAVIOR[settings.tool_behavior]
-    if settings.tool_scheduling in _SCHEDULING:
-        kwargs["tool_response_scheduling"] = _SCHEDULING[settings.tool_scheduling]
+    if settings.affective_dialog is not None:
+        kwargs["enable_affective_dialog"] = settings.affective_dialog
+    if settings.proactive_audio is not None:
+        kwargs["proactivity"] = settings.proactive_audio
+    if settings.thinking_budget is not None:
+        kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=settings.thinking_budget)
     resilience = ResilienceOptions(
         setup_timeout_s=settings.setup_timeout_s,
         stall_timeout_s=settings.stall_timeout_s,
@@ -96,10 +92,11 @@ def build_realtime_model(
         connect_window_s=settings.reconnect_window_s,
         go_away_margin_s=settings.go_away_margin_s,
         audio_buffer_s=settings.audio_buffer_s,
+        gate=GateOptions(rms_threshold=settings.speech_rms),
     )
     return KaiwaRealtimeModel(
         input_chunk_ms=settings.audio_frame_ms,
         resilience=resilience,
-        on_resumption_handle=on_resumption_handle,
+        hooks=hooks,
         **kwargs,
     )
