@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         workers=1,
         access_log=False,  # our AccessMiddleware logs one structured line per request
         log_level=args.log_level.lower(),
-        proxy_headers=True,  # trust X-Forwarded-For from FORWARDED_ALLOW_IPS (loopback)
+        # X-Forwarded-For is ours to judge (KAIWA_TRUSTED_PROXIES, token_server/proxies.py):
+        # the app needs the real TCP peer to decide whether to believe it.
+        proxy_headers=False,
     )
     return 0
 

@@ -14,6 +14,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from token_server.metrics import Metrics
+from token_server.proxies import TrustedProxies
 
 log = logging.getLogger("token_server.access")
 
@@ -35,9 +36,12 @@ def method_label(method: str) -> str:
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, proxies: TrustedProxies | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.proxies = proxies or TrustedProxies()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +66,6 @@ class AccessMiddleware:
             ).inc()
             self.metrics.latency.labels(route=route).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
-                client = scope.get("client")
                 log.info(
                     json.dumps(
                         {
@@ -72,8 +75,20 @@ class AccessMiddleware:
                             "route": route,
                             "status": status,
                             "duration_ms": round(elapsed * 1000, 2),
-                            "client": client[0] if client else None,
+                            "client": self._client(scope)[:64],
                         },
                         ensure_ascii=True,
                     )
                 )
+
+    def _client(self, scope: Scope) -> str:
+        """The client address as the rate limiter sees it (X-Forwarded-For only from a
+        trusted proxy)."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name == b"x-forwarded-for"
+        ]
+        return self.proxies.client_ip(peer, forwarded)

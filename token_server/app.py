@@ -7,10 +7,13 @@ Routes
   POST /livekit/webhook            LiveKit webhooks (signed), feeds room gauges
   /                                the web page (static files)
 
-Only the two token routes are behind KAIWA_TOKEN_AUTH and the rate limit: health and
-metrics are for the operator's probes (bind the server to loopback or filter /metrics
-at the proxy if room counts are sensitive), the webhook carries its own signature, and
-the page is public by nature.
+Only the two token routes are behind KAIWA_TOKEN_AUTH, the rate limit and the
+per-identity session cap: health and metrics are for the operator's probes (bind the
+server to loopback or filter /metrics at the proxy if room counts are sensitive), the
+webhook carries its own signature, and the page is public by nature.
+
+Client addresses: X-Forwarded-For and the proxy identity header are believed only from
+KAIWA_TRUSTED_PROXIES (default: loopback); uvicorn's own proxy-header handling is off.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,8 +48,17 @@ from token_server.models import (
     TokenResponse,
 )
 from token_server.policy import Decision, PolicyConfig, Refusal, decide
+from token_server.proxies import TrustedProxies
 from token_server.ratelimit import TokenBucketLimiter, retry_after_header
 from token_server.readiness import LiveKitProbe
+from token_server.roles import Channel
+from token_server.sessions import (
+    LiveKitRooms,
+    SessionGuard,
+    SessionSource,
+    SessionsUnavailable,
+    TooManySessions,
+)
 from token_server.settings import AuthMode, Settings
 from token_server.startup import check_settings
 from token_server.tokens import TokenMinter
@@ -68,13 +81,28 @@ _TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
     415: {**_ERR, "description": "Body is not application/json."},
     429: {
         **_ERR,
-        "description": "Rate limited; see Retry-After.",
+        "description": "Rate limited (rate_limited; see Retry-After), or the identity "
+        "already holds KAIWA_MAX_SESSIONS_PER_IDENTITY live sessions (too_many_sessions).",
         "headers": {
             "Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."}
         },
     },
     500: {**_ERR, "description": "Unexpected server error (a bug)."},
+    503: {
+        **_ERR,
+        "description": "The session cap cannot count this identity's sessions (LiveKit "
+        "server API unreachable); it fails closed. See Retry-After.",
+        "headers": {
+            "Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."}
+        },
+    },
 }
+
+# Request headers a cross-origin browser client may send (CORS preflight). LiveKit's
+# TokenSource.endpoint sends Content-Type plus whatever headers the app configures
+# (Authorization for bearer auth); agent-starter-react and TokenSource.sandboxTokenServer
+# send X-Sandbox-Id. Accept is listed for clients that set it explicitly.
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "x-sandbox-id"]
 _TOKEN_BODY = {
     "requestBody": {
         "required": False,
@@ -83,16 +111,27 @@ _TOKEN_BODY = {
 }
 
 
-def create_app(settings: Settings, *, probe: Probe | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, probe: Probe | None = None, sessions: SessionSource | None = None
+) -> FastAPI:
     """Build the app. Raises `StartupError` for unusable or unsafe settings.
 
-    `probe` replaces the LiveKit readiness check (tests).
+    `probe` replaces the LiveKit readiness check and `sessions` the livekit-server room
+    listing behind the session cap (tests).
     """
     check_settings(settings)
     assert settings.livekit_api_key and settings.livekit_api_secret  # checked above
 
     metrics = Metrics()
     auth = Authenticator(settings)
+    proxies = TrustedProxies(settings.trusted_proxies)
+    if sessions is None:
+        sessions = LiveKitRooms(
+            settings.livekit_url,
+            settings.livekit_api_key,
+            settings.livekit_api_secret.get_secret_value(),
+        )
+    guard = SessionGuard(sessions, settings.max_sessions_per_identity)
     limiter = TokenBucketLimiter(settings.token_rate, settings.token_burst)
     minter = TokenMinter(settings.livekit_api_key, settings.livekit_api_secret.get_secret_value())
     tracker = RoomTracker(
@@ -105,6 +144,7 @@ def create_app(settings: Settings, *, probe: Probe | None = None) -> FastAPI:
         max_ttl_seconds=settings.token_max_ttl_seconds,
         allow_client_room_names=settings.allow_client_room_names,
         allow_client_identities=settings.allow_client_identities,
+        staff_identities=frozenset(settings.staff_identities),
     )
     server_url = settings.client_livekit_url
     own_probe = LiveKitProbe(settings.livekit_url) if probe is None else None
@@ -115,6 +155,7 @@ def create_app(settings: Settings, *, probe: Probe | None = None) -> FastAPI:
         yield
         if own_probe is not None:
             await own_probe.aclose()
+        await guard.aclose()
 
     app = FastAPI(
         title="kaiwa token server",
@@ -153,9 +194,12 @@ def create_app(settings: Settings, *, probe: Probe | None = None) -> FastAPI:
     # -- token issuance ---------------------------------------------------------------
 
     async def issue(request: Request, body: TokenRequest | None) -> Decision:
-        client_ip = request.client.host if request.client else "unknown"
+        peer = request.client.host if request.client else None
+        client_ip = proxies.client_ip(peer, request.headers.getlist("x-forwarded-for"))
         try:
-            principal = auth.authenticate(request.headers, client_ip)
+            principal = auth.authenticate(
+                request.headers, client_ip, from_trusted_proxy=proxies.is_trusted(peer)
+            )
         except ApiError:
             # Failed attempts draw from the caller's IP bucket: slows key guessing.
             ip_wait = limiter.acquire(f"ip:{client_ip}")
@@ -167,9 +211,33 @@ def create_app(settings: Settings, *, probe: Probe | None = None) -> FastAPI:
             raise _rate_limited(wait)
         if body is None:
             body = await _read_token_request(request)
-        result = decide(body, policy, authenticated_identity=principal.identity)
+        result = decide(
+            body,
+            policy,
+            authenticated_identity=principal.identity,
+            staff_credential=principal.staff,
+            channel=_channel(request),
+        )
         if isinstance(result, Refusal):
             raise ApiError(result.status, result.code, result.detail)
+        if not result.generated_identity:  # a fresh identity holds no other session
+            try:
+                await guard.admit(result.identity, result.room, result.ttl_seconds)
+            except TooManySessions as exc:
+                raise ApiError(
+                    429,
+                    "too_many_sessions",
+                    f"this identity already has {exc.live} live sessions (limit "
+                    f"{exc.limit}); end one before starting another",
+                ) from None
+            except SessionsUnavailable:
+                raise ApiError(
+                    503,
+                    "session_check_unavailable",
+                    "cannot count this identity's sessions right now (LiveKit server "
+                    "API unavailable); retry shortly",
+                    {"Retry-After": "2"},
+                ) from None
         for agent in result.agents:
             metrics.tokens_issued.labels(agent=agent.agent_name).inc()
         return result
@@ -298,11 +366,11 @@ def create_app(settings: Settings, *, probe: Probe | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type"],
+            allow_headers=CORS_ALLOW_HEADERS,
             allow_credentials=False,  # auth is a header, never a cookie
             max_age=600,
         )
-    app.add_middleware(AccessMiddleware, metrics=metrics)
+    app.add_middleware(AccessMiddleware, metrics=metrics, proxies=proxies)
 
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
@@ -315,6 +383,21 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
         if match is Match.PARTIAL:  # path matches, method does not
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
+
+
+def _channel(request: Request) -> Channel:
+    """`web` for a same-origin browser request (our page), else `livekit-client`.
+
+    Browsers send Sec-Fetch-Site; older ones only Origin, compared with Host. Both are
+    easy to imitate outside a browser, which is why the channel is only a hint.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return Channel.WEB if site == "same-origin" else Channel.LIVEKIT_CLIENT
+    origin, host = request.headers.get("origin"), request.headers.get("host")
+    if origin and host and urlsplit(origin).netloc.lower() == host.lower():
+        return Channel.WEB
+    return Channel.LIVEKIT_CLIENT
 
 
 def _rate_limited(wait: float) -> ApiError:

@@ -46,8 +46,10 @@ Attributes = Annotated[
                 "type": "string",
                 "maxLength": limits.ATTRIBUTE_VALUE_MAX_CHARS,
             },
-            "description": f"Keys starting with '{limits.RESERVED_ATTRIBUTE_PREFIX}' are "
-            f"reserved (403); at most {limits.ATTRIBUTES_MAX_TOTAL_BYTES} UTF-8 bytes in all.",
+            "description": "Keys starting with "
+            + " or ".join(f"'{p}'" for p in limits.RESERVED_ATTRIBUTE_PREFIXES)
+            + " (any case) are set by the server and refused here (403); at most "
+            f"{limits.ATTRIBUTES_MAX_TOTAL_BYTES} UTF-8 bytes in all.",
         }
     ),
 ]
@@ -66,11 +68,14 @@ class AgentDispatchRequest(BaseModel):
         description="Agent to dispatch; must be on the server's allow-list. Empty: default.",
     )
     metadata: AgentMetadata | None = Field(
-        default=None, description="Job metadata handed to the agent (opaque string)."
+        default=None,
+        description="Job metadata: set by the server only. Empty or absent; anything else "
+        "is refused (403).",
     )
     deployment: Deployment | None = Field(
         default=None,
-        description="LiveKit Cloud deployment selector; accepted and ignored (self-hosted).",
+        description="LiveKit Cloud deployment selector: empty or absent; anything else is "
+        "refused (403).",
     )
 
 
@@ -111,12 +116,13 @@ class TokenRequest(BaseModel):
     participant_metadata: Metadata | None = Field(
         default=None,
         validation_alias=_alias("participant_metadata", "participantMetadata"),
-        description="Participant metadata (opaque string).",
+        description="Participant metadata (opaque string, signed as sent). kaiwa never "
+        "trusts it: who is talking is in the server-set kaiwa.* attributes.",
     )
     participant_attributes: Attributes | None = Field(
         default=None,
         validation_alias=_alias("participant_attributes", "participantAttributes"),
-        description="Participant attributes.",
+        description="Participant attributes (the server adds kaiwa.role and kaiwa.channel).",
     )
     room_config: RoomConfigRequest | None = Field(
         default=None, validation_alias=_alias("room_config", "roomConfig")

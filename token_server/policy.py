@@ -1,9 +1,18 @@
 """Token policy: who gets which grant. Pure (no I/O, no web framework).
 
 `decide(request, config)` turns a parsed `TokenRequest` into either a `Decision`
-(identity, room, grants, agent dispatch, TTL) or a `Refusal` (error code, HTTP status,
-human detail). Everything a client can influence passes through here, so the
+(identity, role, room, grants, agent dispatch, TTL) or a `Refusal` (error code, HTTP
+status, human detail). Everything a client can influence passes through here, so the
 invariants the token must satisfy are checked in one place and property-tested.
+
+What a client may send (LiveKit `TokenSourceRequest`) and what happens to it:
+- participant_name: display name, length-limited.
+- participant_identity / room_name: refused unless the deployment allows them.
+- participant_metadata: accepted as an opaque, size-limited string; kaiwa never trusts it.
+- participant_attributes: accepted except `lk.*` and `kaiwa.*` keys (403): the server
+  writes `kaiwa.role` and `kaiwa.channel` itself.
+- room_config: only `agents[0].agent_name` from the allow-list; agent dispatch metadata,
+  deployment and every other RoomConfiguration field are refused (403).
 """
 
 from __future__ import annotations
@@ -17,6 +26,14 @@ from typing import Final
 
 from token_server import limits
 from token_server.models import AgentDispatchRequest, TokenRequest
+from token_server.roles import (
+    CHANNEL_ATTRIBUTE,
+    RESERVED_ATTRIBUTE_PREFIXES,
+    ROLE_ATTRIBUTE,
+    Channel,
+    Role,
+    is_reserved_attribute,
+)
 
 # Sources an end user may publish; deliberately excludes e.g. "unknown".
 PUBLISH_SOURCES: Final = ("microphone", "camera", "screen_share", "screen_share_audio")
@@ -39,7 +56,6 @@ class RefusalCode(StrEnum):
     ROOM_CONFIG_FIELD_NOT_ALLOWED = "room_config_field_not_allowed"
     TOO_MANY_AGENTS = "too_many_agents"
     AGENT_NOT_ALLOWED = "agent_not_allowed"
-    INVALID_AGENT_REQUEST = "invalid_agent_request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +108,13 @@ class Decision:
     grants: Grants
     agents: tuple[AgentDispatch, ...]
     ttl_seconds: int
+    role: Role = Role.CALLER
+    channel: Channel = Channel.LIVEKIT_CLIENT
+    # True when the server made the identity up for this request (fresh, so it cannot
+    # hold other sessions); False for authenticated or client-chosen identities.
+    generated_identity: bool = True
     metadata: str = ""
+    # Everything signed into the token: the client's plus kaiwa.role and kaiwa.channel.
     attributes: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -106,6 +128,8 @@ class PolicyConfig:
     max_ttl_seconds: int = 3600
     allow_client_room_names: bool = False
     allow_client_identities: bool = False
+    # Authenticated identities whose tokens say kaiwa.role=staff.
+    staff_identities: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # Keeps "only allow-listed agents are ever dispatched" true for the default too.
@@ -125,12 +149,21 @@ def decide(
     config: PolicyConfig,
     *,
     authenticated_identity: str | None = None,
+    staff_credential: bool = False,
+    channel: Channel = Channel.LIVEKIT_CLIENT,
     new_suffix: Callable[[], str] = _random_suffix,
 ) -> Result:
     """Judge one token request.
 
-    `authenticated_identity` comes from the auth layer (proxy mode) and wins over
-    anything the client says. `new_suffix` makes generated names deterministic in tests.
+    `authenticated_identity` comes from the auth layer (proxy user, bearer key with a
+    fixed identity) and wins over anything the client says. `staff_credential`: the
+    request authenticated with a bearer key marked staff. `channel` is where the request
+    came from (a hint, see roles.Channel). `new_suffix` makes generated names
+    deterministic in tests.
+
+    Role: staff only for an authenticated identity listed in `config.staff_identities`
+    or a staff credential; everyone else, including every client-chosen identity, is a
+    caller.
     """
     room = _room(request.room_name, config, new_suffix)
     if isinstance(room, Refusal):
@@ -161,6 +194,15 @@ def decide(
     if isinstance(agents, Refusal):
         return agents
 
+    staff = staff_credential or (
+        authenticated_identity is not None and authenticated_identity in config.staff_identities
+    )
+    role = Role.STAFF if staff else Role.CALLER
+    # Server-set keys last: the client's cannot contain kaiwa.* (refused above), and
+    # even if that check regressed these would still win.
+    attributes[ROLE_ATTRIBUTE] = role.value
+    attributes[CHANNEL_ATTRIBUTE] = channel.value
+
     return Decision(
         identity=identity,
         name=name or identity,
@@ -168,6 +210,9 @@ def decide(
         grants=Grants(room=room),
         agents=agents,
         ttl_seconds=max(1, min(config.ttl_seconds, config.max_ttl_seconds)),
+        role=role,
+        channel=channel,
+        generated_identity=authenticated_identity is None and not request.participant_identity,
         metadata=metadata,
         attributes=attributes,
     )
@@ -241,11 +286,12 @@ def _attributes(attributes: Mapping[str, str]) -> dict[str, str] | Refusal:
                 f"attribute keys must be 1-{limits.ATTRIBUTE_KEY_MAX} characters of "
                 "A-Z a-z 0-9 _ . : -",
             )
-        if key.startswith(limits.RESERVED_ATTRIBUTE_PREFIX):
+        if is_reserved_attribute(key):
             return _refuse(
                 RefusalCode.RESERVED_ATTRIBUTE,
-                f"attribute keys starting with '{limits.RESERVED_ATTRIBUTE_PREFIX}' are "
-                "reserved for LiveKit",
+                "attribute keys starting with "
+                + " or ".join(f"'{p}'" for p in RESERVED_ATTRIBUTE_PREFIXES)
+                + " are set by the server (LiveKit, kaiwa), not by clients",
             )
         if len(value) > limits.ATTRIBUTE_VALUE_MAX_CHARS:
             return _refuse(
@@ -283,12 +329,18 @@ def _agents(request: TokenRequest, config: PolicyConfig) -> tuple[AgentDispatch,
         return (AgentDispatch(agent_name=config.default_agent),)
 
     entry = requested[0]
+    # Only agent_name. Empty strings count as absent (protobuf JSON omits defaults, but
+    # hand-written clients send them). Dispatch metadata would become the job's metadata,
+    # which the worker believes (crash recovery reads it); deployment is LiveKit Cloud's.
     extra = sorted((entry.model_extra or {}).keys())
+    if entry.metadata:
+        extra.insert(0, "metadata")
+    if entry.deployment:
+        extra.insert(0, "deployment")
     if extra:
         return _refuse(
             RefusalCode.ROOM_CONFIG_FIELD_NOT_ALLOWED,
-            "room_config.agents[] may only contain agent_name, metadata, deployment; "
-            "refused: " + _names(extra),
+            "room_config.agents[] may only contain agent_name; refused: " + _names(extra),
         )
     agent_name = entry.agent_name or config.default_agent
     if agent_name not in config.allowed_agents:
@@ -296,18 +348,7 @@ def _agents(request: TokenRequest, config: PolicyConfig) -> tuple[AgentDispatch,
             RefusalCode.AGENT_NOT_ALLOWED,
             "this server does not dispatch the requested agent",
         )
-    metadata = entry.metadata or ""
-    if len(metadata) > limits.AGENT_METADATA_MAX_CHARS:
-        return _refuse(
-            RefusalCode.METADATA_TOO_LARGE,
-            f"agent metadata is longer than {limits.AGENT_METADATA_MAX_CHARS} characters",
-        )
-    if len(entry.deployment or "") > limits.DEPLOYMENT_MAX:
-        return _refuse(
-            RefusalCode.INVALID_AGENT_REQUEST,
-            f"deployment is longer than {limits.DEPLOYMENT_MAX} characters",
-        )
-    return (AgentDispatch(agent_name=agent_name, metadata=metadata),)
+    return (AgentDispatch(agent_name=agent_name),)
 
 
 def _names(keys: list[str]) -> str:

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from token_server.devkeys import DEV_API_KEY, DEV_API_SECRET, DEV_MODE_ENV
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEB_DIR = REPO_ROOT / "web" / "dist"
 
@@ -55,18 +57,19 @@ class Settings(BaseSettings):
         description="URL clients should connect to (e.g. wss://rtc.example.com) when it "
         "differs from LIVEKIT_URL (which may be an internal address).",
     )
-    # Defaults match livekit.yaml's dev keys (scripts/run-livekit-server.sh) and the
-    # worker's, so `make run` works without a .env; production sets its own.
+    # Defaults are the published dev keys (token_server/devkeys.py), shared with
+    # scripts/run-livekit-server.sh and the worker, so `make run` works without a .env.
+    # Outside dev mode (KAIWA_DEV) the startup check refuses them.
     livekit_api_key: str | None = Field(
-        default="devkey",
+        default=DEV_API_KEY,
         validation_alias=AliasChoices("LIVEKIT_API_KEY", "livekit_api_key"),
         description="LiveKit API key; the token's issuer. Required.",
     )
     livekit_api_secret: SecretStr | None = Field(
-        default=SecretStr("kaiwa-dev-secret-change-me-0123456789abcdef"),
+        default=SecretStr(DEV_API_SECRET),
         validation_alias=AliasChoices("LIVEKIT_API_SECRET", "livekit_api_secret"),
         description="LiveKit API secret that signs tokens. Required; at least 32 characters "
-        "unless dev mode is on. Never logged or returned.",
+        "and not a published dev secret unless dev mode is on. Never logged or returned.",
     )
     agent_name: str = Field(
         default="kaiwa",
@@ -112,13 +115,36 @@ class Settings(BaseSettings):
     token_bearer_keys: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("KAIWA_TOKEN_BEARER_KEYS", "token_bearer_keys"),
-        description="Comma list of accepted bearer keys (KAIWA_TOKEN_AUTH=bearer).",
+        description="Comma list of accepted bearer keys (KAIWA_TOKEN_AUTH=bearer). Each "
+        "entry is a key, optionally followed by space-separated options: identity=<id> "
+        "(every token for this key has that identity) and staff (kaiwa.role=staff).",
     )
     token_proxy_header: str = Field(
         default="X-Forwarded-User",
         validation_alias=AliasChoices("KAIWA_TOKEN_PROXY_HEADER", "token_proxy_header"),
         description="Header carrying the authenticated user (KAIWA_TOKEN_AUTH=proxy); it "
-        "becomes the participant identity. Only safe if the proxy is the sole way in.",
+        "becomes the participant identity. Believed only from KAIWA_TRUSTED_PROXIES.",
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("KAIWA_TRUSTED_PROXIES", "trusted_proxies"),
+        description="Comma list of reverse-proxy IPs/CIDRs whose X-Forwarded-For and "
+        "identity header are believed. Empty: loopback only (a proxy on this host).",
+    )
+    staff_identities: CommaList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("KAIWA_STAFF_IDENTITIES", "staff_identities"),
+        description="Comma list of authenticated identities (proxy user or bearer key "
+        "identity) whose tokens say kaiwa.role=staff. Everyone else is a caller.",
+    )
+    max_sessions_per_identity: int = Field(
+        default=3,
+        ge=0,
+        validation_alias=AliasChoices(
+            "KAIWA_MAX_SESSIONS_PER_IDENTITY", "max_sessions_per_identity"
+        ),
+        description="Live sessions (rooms) one authenticated or client-chosen identity may "
+        "hold at once; 0 = no cap. Counted from livekit-server; 429 over it.",
     )
     token_force_open: bool = Field(
         default=False,
@@ -170,12 +196,20 @@ class Settings(BaseSettings):
     )
     dev_mode: bool = Field(
         default=False,
-        validation_alias=AliasChoices("KAIWA_DEV", "LIVEKIT_DEV_MODE", "dev_mode"),
-        description="Development mode: allows an API secret shorter than 32 characters "
-        "(e.g. livekit-server --dev's devkey/secret).",
+        # One name only. Not LIVEKIT_DEV_MODE: the agents CLI sets that as a side effect
+        # of `dev`/`console`, and it must not relax a production token server's checks.
+        validation_alias=AliasChoices(DEV_MODE_ENV, "dev_mode"),
+        description="Development mode: allows the published dev key/secret and secrets "
+        "shorter than 32 characters. `make run` sets it; production must not.",
     )
 
-    _split = field_validator("allowed_agent_names", "cors_origins", mode="before")(_split_commas)
+    _split = field_validator(
+        "allowed_agent_names",
+        "cors_origins",
+        "trusted_proxies",
+        "staff_identities",
+        mode="before",
+    )(_split_commas)
 
     @field_validator("web_dir", "public_livekit_url", mode="before")
     @classmethod
@@ -198,7 +232,8 @@ class Settings(BaseSettings):
         """The server_url handed to clients."""
         return self.public_livekit_url or self.livekit_url
 
-    def bearer_keys(self) -> list[str]:
+    def bearer_keys_text(self) -> str:
+        """The raw KAIWA_TOKEN_BEARER_KEYS value (parse with auth.parse_bearer_keys)."""
         if self.token_bearer_keys is None:
-            return []
-        return _split_commas(self.token_bearer_keys.get_secret_value())
+            return ""
+        return self.token_bearer_keys.get_secret_value()

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
+from token_server import limits
+from token_server.auth import parse_bearer_keys
+from token_server.devkeys import MIN_SECRET_LENGTH, credential_problem
+from token_server.proxies import TrustedProxies
 from token_server.readiness import probe_url
 from token_server.settings import AuthMode, Settings
 
-MIN_SECRET_LENGTH = 32
+__all__ = ["MIN_SECRET_LENGTH", "StartupError", "check_settings", "is_loopback"]
+
+_IDENTITY_RE = re.compile(limits.IDENTITY_PATTERN)
 
 
 class StartupError(Exception):
@@ -27,15 +34,9 @@ def check_settings(settings: Settings, host: str | None = None) -> None:
     """Raise StartupError naming the first problem; `host` overrides the settings' host."""
     host = host or settings.token_host
     secret = settings.livekit_api_secret.get_secret_value() if settings.livekit_api_secret else ""
-    if not settings.livekit_api_key or not secret:
-        raise StartupError(
-            "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set (environment or .env)"
-        )
-    if len(secret) < MIN_SECRET_LENGTH and not settings.dev_mode:
-        raise StartupError(
-            f"LIVEKIT_API_SECRET is shorter than {MIN_SECRET_LENGTH} characters; use a "
-            "generated secret (livekit-server generate-keys) or set KAIWA_DEV=1 for local use"
-        )
+    problem = credential_problem(settings.livekit_api_key, secret, dev_mode=settings.dev_mode)
+    if problem:
+        raise StartupError(problem)
     for name, url in (
         ("LIVEKIT_URL", settings.livekit_url),
         ("KAIWA_PUBLIC_LIVEKIT_URL", settings.public_livekit_url),
@@ -49,7 +50,18 @@ def check_settings(settings: Settings, host: str | None = None) -> None:
         raise StartupError(
             f"KAIWA_AGENT_NAME {settings.agent_name!r} must be in KAIWA_ALLOWED_AGENT_NAMES"
         )
-    if settings.token_auth is AuthMode.BEARER and not settings.bearer_keys():
+    try:
+        bearer_keys = parse_bearer_keys(settings.bearer_keys_text())
+        proxies = TrustedProxies(settings.trusted_proxies)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    for identity in settings.staff_identities:
+        if not _IDENTITY_RE.fullmatch(identity):
+            raise StartupError(
+                f"KAIWA_STAFF_IDENTITIES: {identity[:64]!r} is not a valid participant "
+                "identity (A-Z a-z 0-9 _ . @ + : -)"
+            )
+    if settings.token_auth is AuthMode.BEARER and not bearer_keys:
         raise StartupError("KAIWA_TOKEN_AUTH=bearer needs at least one KAIWA_TOKEN_BEARER_KEYS")
     if (
         settings.token_auth is AuthMode.OPEN
@@ -60,4 +72,10 @@ def check_settings(settings: Settings, host: str | None = None) -> None:
             f"KAIWA_TOKEN_AUTH=open on {host} would give tokens to anyone who can reach it; "
             "use KAIWA_TOKEN_AUTH=bearer or proxy, listen on 127.0.0.1, or set "
             "KAIWA_TOKEN_FORCE_OPEN=1"
+        )
+    if settings.token_auth is AuthMode.PROXY and not is_loopback(host) and not proxies.explicit:
+        raise StartupError(
+            f"KAIWA_TOKEN_AUTH=proxy on {host} needs KAIWA_TRUSTED_PROXIES (the proxy's "
+            f"IPs/CIDRs); otherwise anyone reaching {host} could send "
+            f"{settings.token_proxy_header} and be that user"
         )

@@ -20,17 +20,19 @@ def _agents(token: str) -> list[dict[str, Any]]:
     ("sdk", "body"),
     [
         # JS TokenSource.endpoint (also React Native): snake_case, agent in room_config.
-        (
-            "js",
-            {
-                "participant_name": "Ada",
-                "room_config": {"agents": [{"agent_name": "kaiwa", "metadata": '{"lang":"en"}'}]},
-            },
-        ),
+        ("js", {"participant_name": "Ada", "room_config": {"agents": [{"agent_name": "kaiwa"}]}}),
         # Swift / Android / Flutter EndpointTokenSource: snake_case, same keys.
         ("swift", {"room_config": {"agents": [{"agent_name": "kaiwa"}]}}),
         ("android", {"participant_name": "Ada", "participant_metadata": "m"}),
-        ("flutter", {"room_config": {"agents": [{"agent_name": "kaiwa", "deployment": "prod"}]}}),
+        # Hand-written clients may send proto defaults (empty strings): same as absent.
+        (
+            "flutter",
+            {
+                "room_config": {
+                    "agents": [{"agent_name": "kaiwa", "metadata": "", "deployment": ""}]
+                }
+            },
+        ),
         # camelCase fallback (protobuf JSON readers accept both).
         ("camel", {"participantName": "Ada", "roomConfig": {"agents": [{"agentName": "kaiwa"}]}}),
         ("empty-object", {}),
@@ -75,7 +77,7 @@ def test_jwt_grants_exactly_as_intended() -> None:
             "participant_name": "Ada",
             "participant_metadata": "meta",
             "participant_attributes": {"lang": "en", "plan": "free"},
-            "room_config": {"agents": [{"agent_name": "kaiwa", "metadata": "job-meta"}]},
+            "room_config": {"agents": [{"agent_name": "kaiwa"}]},
         },
     ).json()
     claims = raw_claims(data["participant_token"])
@@ -87,11 +89,16 @@ def test_jwt_grants_exactly_as_intended() -> None:
         "canPublishData": True,
         "canPublishSources": ["microphone", "camera", "screen_share", "screen_share_audio"],
     }
-    assert claims["roomConfig"] == {"agents": [{"agentName": "kaiwa", "metadata": "job-meta"}]}
+    assert claims["roomConfig"] == {"agents": [{"agentName": "kaiwa"}]}
     assert claims["sub"] == data["participant_identity"]
     assert claims["name"] == "Ada"
     assert claims["metadata"] == "meta"
-    assert claims["attributes"] == {"lang": "en", "plan": "free"}
+    assert claims["attributes"] == {
+        "lang": "en",
+        "plan": "free",
+        "kaiwa.role": "caller",
+        "kaiwa.channel": "livekit-client",
+    }
     assert claims["kind"] == "standard"
     assert claims["exp"] - claims["nbf"] == 600
     for forbidden in ("roomAdmin", "roomCreate", "roomList", "roomRecord", "canUpdateOwnMetadata"):
@@ -139,7 +146,8 @@ def test_client_room_and_identity_when_allowed() -> None:
     ).json()
     assert data["room_name"] == "team.room-1"
     assert data["participant_identity"] == "ada@example.com"
-    assert verify(data["participant_token"]).video.room == "team.room-1"  # type: ignore[union-attr]
+    video = verify(data["participant_token"]).video
+    assert video is not None and video.room == "team.room-1"
 
 
 # -- refusals --------------------------------------------------------------------------
@@ -171,10 +179,36 @@ def test_client_room_and_identity_when_allowed() -> None:
         ({"participant_identity": "admin"}, 403, "identity_not_allowed"),
         ({"participant_metadata": "x" * 5000}, 400, "metadata_too_large"),
         ({"participant_name": "n" * 500}, 400, "participant_name_too_long"),
+        # Agent dispatch metadata becomes the job's metadata: the server's alone.
         (
             {"room_config": {"agents": [{"agent_name": "kaiwa", "metadata": "m" * 5000}]}},
-            400,
-            "metadata_too_large",
+            403,
+            "room_config_field_not_allowed",
+        ),
+        (
+            {"room_config": {"agents": [{"agent_name": "kaiwa", "metadata": '{"x": 1}'}]}},
+            403,
+            "room_config_field_not_allowed",
+        ),
+        (
+            {"roomConfig": {"agents": [{"agentName": "kaiwa", "metadata": "m"}]}},
+            403,
+            "room_config_field_not_allowed",
+        ),
+        (
+            {"room_config": {"agents": [{"metadata": '{"kaiwa_recovery": {}}'}]}},
+            403,
+            "room_config_field_not_allowed",
+        ),
+        (
+            {"room_config": {"agents": [{"agent_name": "kaiwa", "deployment": "prod"}]}},
+            403,
+            "room_config_field_not_allowed",
+        ),
+        (
+            {"room_config": {"agents": [{"agent_name": "kaiwa", "attributes": {"a": "b"}}]}},
+            403,
+            "room_config_field_not_allowed",
         ),
         (
             {"participant_attributes": {f"k{i}": "v" for i in range(17)}},
@@ -188,6 +222,10 @@ def test_client_room_and_identity_when_allowed() -> None:
             "attributes_too_large",
         ),
         ({"participant_attributes": {"lk.agent.state": "idle"}}, 403, "reserved_attribute"),
+        ({"participant_attributes": {"kaiwa.role": "staff"}}, 403, "reserved_attribute"),
+        ({"participant_attributes": {"kaiwa.channel": "web"}}, 403, "reserved_attribute"),
+        ({"participant_attributes": {"KAIWA.Role": "staff"}}, 403, "reserved_attribute"),
+        ({"participantAttributes": {"kaiwa.anything": "x"}}, 403, "reserved_attribute"),
         ({"participant_attributes": {"bad key": "v"}}, 400, "invalid_attribute_key"),
         ({"room_name": 5}, 400, "invalid_request"),
         ({"participant_attributes": {"a": 1}}, 400, "invalid_request"),

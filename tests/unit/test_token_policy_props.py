@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from token_server import limits
 from token_server.models import TokenRequest
 from token_server.policy import PUBLISH_SOURCES, Decision, PolicyConfig, Refusal, decide
+from token_server.roles import CHANNEL_ATTRIBUTE, ROLE_ATTRIBUTE, Channel, Role
 from token_server.tokens import TokenMinter
 
 SECRET = "p" * 40
@@ -59,7 +60,10 @@ room_config = st.fixed_dictionaries(
     },
 )
 attributes = st.dictionaries(
-    st.text(max_size=70) | st.sampled_from(["lk.agent.state", "lang", "a:b", "x.y-z"]),
+    st.text(max_size=70)
+    | st.sampled_from(
+        ["lk.agent.state", "lang", "a:b", "x.y-z", "kaiwa.role", "Kaiwa.Role", "kaiwa.channel"]
+    ),
     st.text(max_size=30) | st.just("v" * 1100),
     max_size=20,
 )
@@ -77,14 +81,16 @@ request_dicts = st.fixed_dictionaries(
         "unknown": json_values,
     },
 )
+STAFF_NAMES = ["alice", "bob@example.com"]
 configs = st.builds(
-    lambda allowed, default_idx, ttl, max_ttl, rooms, idents: PolicyConfig(
+    lambda allowed, default_idx, ttl, max_ttl, rooms, idents, staff: PolicyConfig(
         default_agent=sorted(allowed)[default_idx % len(allowed)],
         allowed_agents=frozenset(allowed),
         ttl_seconds=ttl,
         max_ttl_seconds=max_ttl,
         allow_client_room_names=rooms,
         allow_client_identities=idents,
+        staff_identities=frozenset(staff),
     ),
     st.sets(st.sampled_from(["kaiwa", "helper", "other"]), min_size=1),
     st.integers(min_value=0, max_value=5),
@@ -92,12 +98,20 @@ configs = st.builds(
     st.integers(min_value=10, max_value=10_000),
     st.booleans(),
     st.booleans(),
+    st.sets(st.sampled_from(STAFF_NAMES)),
 )
-proxy_identities = st.none() | st.text(max_size=20) | st.emails()
+proxy_identities = (
+    st.none() | st.text(max_size=20) | st.emails() | st.sampled_from([*STAFF_NAMES, "carol"])
+)
 
 
 def check_invariants(
-    decision: Decision, config: PolicyConfig, authenticated: str | None, raw: dict[str, Any]
+    decision: Decision,
+    config: PolicyConfig,
+    authenticated: str | None,
+    raw: dict[str, Any],
+    staff_credential: bool = False,
+    channel: Channel = Channel.LIVEKIT_CLIENT,
 ) -> None:
     # One room, and it is the room of the grant.
     assert decision.grants.room == decision.room
@@ -122,8 +136,33 @@ def check_invariants(
     # Client data within limits.
     assert len(decision.metadata) <= limits.METADATA_MAX_CHARS
     assert len(decision.name) <= limits.PARTICIPANT_NAME_MAX or decision.name == decision.identity
-    assert len(decision.attributes) <= limits.ATTRIBUTES_MAX_COUNT
-    assert not any(k.startswith("lk.") for k in decision.attributes)
+    assert len(decision.attributes) <= limits.ATTRIBUTES_MAX_COUNT + 2
+    assert not any(k.lower().startswith("lk.") for k in decision.attributes)
+    # Who is talking: decided here, never by the client. Staff needs an authenticated
+    # identity on the staff list or a staff credential; a client-chosen name is not enough.
+    expected = (
+        Role.STAFF
+        if staff_credential
+        or (authenticated is not None and authenticated in config.staff_identities)
+        else Role.CALLER
+    )
+    assert decision.role is expected
+    assert decision.channel is channel
+    kaiwa_keys = {k for k in decision.attributes if k.lower().startswith("kaiwa.")}
+    assert kaiwa_keys == {ROLE_ATTRIBUTE, CHANNEL_ATTRIBUTE}
+    assert decision.attributes[ROLE_ATTRIBUTE] == expected.value
+    assert decision.attributes[CHANNEL_ATTRIBUTE] == channel.value
+    # Dispatch metadata is the server's (empty): the worker trusts job metadata.
+    assert all(a.metadata == "" for a in decision.agents)
+    # Only server-made identities skip the session cap.
+    requested = (
+        raw["participant_identity"]
+        if "participant_identity" in raw
+        else raw.get("participantIdentity")
+    )
+    assert decision.generated_identity == (authenticated is None and not requested)
+    if decision.generated_identity:
+        assert decision.identity.startswith("user-")
 
     # The minted JWT says the same and nothing more.
     claims = jwt.decode(MINTER.mint(decision), SECRET, algorithms=["HS256"], issuer="key")
@@ -134,7 +173,10 @@ def check_invariants(
         a.agent_name for a in decision.agents
     ]
     assert set(claims["roomConfig"]) == {"agents"}
+    assert all(set(a) == {"agentName"} for a in claims["roomConfig"]["agents"])
     assert claims["sub"] == decision.identity
+    assert claims["attributes"][ROLE_ATTRIBUTE] == expected.value
+    assert "canUpdateOwnMetadata" not in claims["video"]  # cannot rewrite kaiwa.role later
 
 
 def note(label: str) -> None:
@@ -142,30 +184,52 @@ def note(label: str) -> None:
         event(label)
 
 
-def run(raw: Any, config: PolicyConfig, authenticated: str | None) -> Decision | Refusal | None:
+def run(
+    raw: Any,
+    config: PolicyConfig,
+    authenticated: str | None,
+    staff_credential: bool = False,
+    channel: Channel = Channel.LIVEKIT_CLIENT,
+) -> Decision | Refusal | None:
     try:
         request = TokenRequest.model_validate(raw)
     except ValidationError:
         note("invalid_request")
         return None  # the HTTP layer answers 400 invalid_request
-    result = decide(request, config, authenticated_identity=authenticated)
+    result = decide(
+        request,
+        config,
+        authenticated_identity=authenticated,
+        staff_credential=staff_credential,
+        channel=channel,
+    )
     if isinstance(result, Refusal):
         assert result.status in (400, 403)
         assert result.code and result.detail
         assert len(result.detail) < 400
         note(f"refused: {result.code}")
     else:
-        note("accepted")
-        check_invariants(result, config, authenticated, raw)
+        note(f"accepted: {result.role}")
+        check_invariants(result, config, authenticated, raw, staff_credential, channel)
     return result
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=request_dicts, config=configs, authenticated=proxy_identities)
+@given(
+    raw=request_dicts,
+    config=configs,
+    authenticated=proxy_identities,
+    staff_credential=st.booleans(),
+    channel=st.sampled_from(Channel),
+)
 def test_structured_requests(
-    raw: dict[str, Any], config: PolicyConfig, authenticated: str | None
+    raw: dict[str, Any],
+    config: PolicyConfig,
+    authenticated: str | None,
+    staff_credential: bool,
+    channel: Channel,
 ) -> None:
-    run(raw, config, authenticated)
+    run(raw, config, authenticated, staff_credential, channel)
 
 
 @settings(max_examples=200, deadline=None)

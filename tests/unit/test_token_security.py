@@ -42,7 +42,8 @@ def test_open_mode_on_loopback_starts(host: str) -> None:
 
 def test_bearer_and_proxy_modes_may_listen_publicly() -> None:
     make_app(token_host="0.0.0.0", token_auth="bearer", token_bearer_keys="k1")
-    make_app(token_host="0.0.0.0", token_auth="proxy")
+    # Proxy mode only with the proxy named (tests/unit/test_token_proxies.py).
+    make_app(token_host="0.0.0.0", token_auth="proxy", trusted_proxies="10.0.0.5")
 
 
 def test_bearer_mode_needs_keys() -> None:
@@ -195,8 +196,8 @@ def test_cors_allow_list() -> None:
 
 def test_short_secret_refused_outside_dev_mode() -> None:
     with pytest.raises(StartupError, match="shorter than 32"):
-        make_app(livekit_api_secret="secret")
-    make_app(livekit_api_secret="secret", dev_mode=True)  # livekit-server --dev's devkey
+        make_app(livekit_api_secret="short-but-not-a-dev-secret")
+    make_app(livekit_api_secret="short-but-not-a-dev-secret", dev_mode=True)
 
 
 def test_missing_key_or_secret_refused() -> None:
@@ -231,7 +232,7 @@ def _run_main(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.Compl
 
 def test_main_exits_with_one_line_on_short_secret(tmp_path: Path) -> None:
     result = _run_main({"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "short"}, tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "shorter than 32" in lines[0], result.stderr
     assert "short" not in lines[0].replace("shorter", "")  # the secret itself is not printed
@@ -240,7 +241,7 @@ def test_main_exits_with_one_line_on_short_secret(tmp_path: Path) -> None:
 def test_main_exits_with_one_line_on_missing_secret(tmp_path: Path) -> None:
     # unset means the local dev keys; an explicitly empty value is a mistake
     result = _run_main({"LIVEKIT_API_SECRET": ""}, tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "token_server: LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set (environment or .env)"
     ]
