@@ -9,7 +9,9 @@ WEB_SOURCES := $(shell find web/src web/index.html web/package.json web/build.mj
 
 .PHONY: run test lint fmt setup livekit-server web fake clean
 
-run: setup livekit-server web ## start livekit-server, the token server (+ web page) and the worker
+# scripts/run.sh sets KAIWA_DEV=1 (development mode: the published dev key/secret are
+# accepted); outside it the token server and scripts/run-livekit-server.sh refuse them.
+run: setup livekit-server web ## start livekit-server, the token server (+ web page) and the worker (dev mode)
 	@scripts/run.sh
 
 test: setup livekit-server web ## run every test (unit, integration, end-to-end, browser)
