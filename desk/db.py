@@ -94,6 +94,7 @@ class Row(Protocol):
 class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
 
@@ -150,6 +151,9 @@ class Tx(ABC):
 
 class Store(ABC):
     dialect: Dialect
+    #: What Desk.open takes to reach this store again (e.g. from another process). May
+    #: hold a password: print describe() instead.
+    target: str
 
     @abstractmethod
     def describe(self) -> str:
@@ -260,6 +264,7 @@ class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         """Creates the file (and parent dirs) if needed and enables WAL."""
         self.path = path
+        self.target = str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._enable_wal()
 

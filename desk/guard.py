@@ -54,7 +54,8 @@ class WriteGuard:
         with self._lock:
             too_late = self._committing or self._saved
             self._stop.set()
-            hooks = list(self._hooks)
+            # Past the final check the COMMIT must run undisturbed: no hooks then.
+            hooks = [] if too_late else list(self._hooks)
         for hook in hooks:  # e.g. cancel a PostgreSQL statement waiting on a lock
             with contextlib.suppress(Exception):
                 hook()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from desk import Desk
+from tests.support.postgres import PostgresServer, postgres  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,3 +123,14 @@ def test_seed_only_in_development(tmp_path: Path) -> None:
     out = run("--db", f"sqlite:///{path}", "seed", "--dev", "--force", "--customers", "3")
     assert out.returncode == 0, out.stderr
     assert len(Desk.open(path).list_cases(limit=100)) > count
+
+
+def test_postgresql_url(postgres: PostgresServer) -> None:  # noqa: F811 (a fixture)
+    url = postgres.url(postgres.fresh_schema())
+    out = run("seed", "--customers", "5", env_db=url, dev=True)
+    assert out.returncode == 0, out.stderr
+    assert "postgresql://postgres@/desk_test" in out.stdout  # described, not the URL
+    out = run("--db", url, "list")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split()[:2] == ["ID", "STATUS"]
+    assert len(out.stdout.splitlines()) == 1 + len(Desk.open(url).list_cases(limit=100))

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
-import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.synchronize import Barrier
-from pathlib import Path
 from typing import Any
 
+import pytest
+
 from desk import CaseStatus, Desk, IllegalTransition
+from tests.support.postgres import desk_target, postgres  # noqa: F401
 
 WORKERS = 4
 PER_WORKER = 25
 # spawn: a fresh interpreter per worker, like separate agent processes (and no fork+thread
 # hazards). Workers are module-level functions so they can be imported in the child.
 CTX = mp.get_context("spawn")
+
+
+@pytest.fixture
+def desk(desk_target: str) -> Iterator[Desk]:  # noqa: F811 (a fixture)
+    """Every test here runs on SQLite and on PostgreSQL."""
+    desk = Desk.open(desk_target)
+    yield desk
+    desk.close()
 
 
 def _create_and_note(path: str, shared_id: str, worker: int, start: Barrier) -> None:
@@ -57,16 +67,15 @@ def _run(target: Any, args_for: Any) -> None:
     assert [p.exitcode for p in procs] == [0] * WORKERS
 
 
-def test_concurrent_creates_and_notes(tmp_path: Path) -> None:
-    path = str(tmp_path / "desk.sqlite3")
-    desk = Desk.open(path)
+def test_concurrent_creates_and_notes(desk: Desk) -> None:
+    path = desk.store.target
     shared = desk.create_case(customer_name="Shared", device_type="RAID", symptom="x")
     start = CTX.Barrier(WORKERS)
 
     _run(_create_and_note, lambda w: (path, shared.id, w, start))
 
-    with sqlite3.connect(path) as conn:
-        nums = [n for (n,) in conn.execute("SELECT num FROM cases WHERE num != 1001 ORDER BY num")]
+    query = "SELECT num FROM cases WHERE num != 1001 ORDER BY num"
+    nums = desk.store.read(lambda tx: [n for (n,) in tx.execute(query)])
     assert nums == list(range(1002, 1002 + WORKERS * PER_WORKER))  # unique, no gaps
     others = [desk.get_case(str(n)) for n in nums]
     assert {c.customer_name for c in others} == {
@@ -85,9 +94,8 @@ def test_concurrent_creates_and_notes(tmp_path: Path) -> None:
         assert mine == [f"w{w}-{i}" for i in range(PER_WORKER)]
 
 
-def test_concurrent_transitions_happen_exactly_once(tmp_path: Path) -> None:
-    path = str(tmp_path / "desk.sqlite3")
-    desk = Desk.open(path)
+def test_concurrent_transitions_happen_exactly_once(desk: Desk) -> None:
+    path = desk.store.target
     ids = [desk.create_case(customer_name=f"C{i}", device_type="sd", symptom="x").id
            for i in range(20)]  # fmt: skip
     start = CTX.Barrier(WORKERS)
@@ -102,9 +110,8 @@ def test_concurrent_transitions_happen_exactly_once(tmp_path: Path) -> None:
         assert [h.action for h in case.history] == ["created", "status"]
 
 
-def test_threads_share_a_desk(tmp_path: Path) -> None:
+def test_threads_share_a_desk(desk: Desk) -> None:
     """The agent calls the desk via asyncio.to_thread: one Desk, many threads."""
-    desk = Desk.open(tmp_path / "desk.sqlite3")
     case = desk.create_case(customer_name="T", device_type="ssd", symptom="x")
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda i: desk.add_note(case.id, f"n{i}"), range(40)))

@@ -8,18 +8,21 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from desk import Case, Desk, DeskCancelled, WriteGuard
 from desk.db import SqliteStore
+from tests.support.postgres import desk_target, postgres  # noqa: F401
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Desk:
-    return Desk.open(tmp_path / "desk.sqlite3")
+def desk(desk_target: str) -> Iterator[Desk]:  # noqa: F811 (a fixture)
+    """Every test here runs on SQLite and on PostgreSQL."""
+    desk = Desk.open(desk_target)
+    yield desk
+    desk.close()
 
 
 @pytest.fixture
@@ -34,15 +37,28 @@ def new_case(desk: Desk) -> Case:
 
 @contextlib.contextmanager
 def write_lock_held(desk: Desk) -> Iterator[None]:
-    """Another writer holds the lock the desk's write needs."""
-    assert isinstance(desk.store, SqliteStore)
-    conn = sqlite3.connect(desk.store.path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    """Another writer holds the locks the desk's writes need (every case row, creates)."""
+    if isinstance(desk.store, SqliteStore):
+        conn = sqlite3.connect(desk.store.path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    import psycopg
+
+    from desk.pg import LOCKS, PostgresStore
+
+    assert isinstance(desk.store, PostgresStore)
+    with psycopg.connect(desk.store.url) as pg:  # a transaction until the block ends
+        pg.execute("SELECT num FROM cases FOR UPDATE")
+        pg.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema()), %s)", (LOCKS["cases"],)
+        )
         yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
+        pg.rollback()
 
 
 def wait_running(future: Future[Any], seconds: float = 0.3) -> None:

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing as mp
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.synchronize import Barrier
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from desk import Case, CaseStatus, Desk, IdempotencyKeyReused, IllegalTransition, InvalidInput
+from tests.support.postgres import desk_target, postgres  # noqa: F401
 
 CTX = mp.get_context("spawn")
 FUTURE = dt.date.today() + dt.timedelta(days=3)
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Desk:
-    return Desk.open(tmp_path / "desk.sqlite3")
+def desk(desk_target: str) -> Iterator[Desk]:  # noqa: F811 (a fixture)
+    """Every test here runs on SQLite and on PostgreSQL."""
+    desk = Desk.open(desk_target)
+    yield desk
+    desk.close()
 
 
 def new_case(desk: Desk, **overrides: Any) -> Case:
@@ -140,8 +143,8 @@ def _same_key_note(path: str, case_id: str, start: Barrier, results: Any) -> Non
     results.put(case.replayed)
 
 
-def test_same_key_from_several_processes_writes_once(desk: Desk, tmp_path: Path) -> None:
-    path = str(tmp_path / "desk.sqlite3")
+def test_same_key_from_several_processes_writes_once(desk: Desk) -> None:
+    path = desk.store.target
     case = new_case(desk)
     workers = 4
     start, results = CTX.Barrier(workers), CTX.Queue()

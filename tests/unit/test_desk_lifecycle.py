@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,14 +15,18 @@ from desk import (
     WrongState,
     next_states,
 )
+from tests.support.postgres import desk_target, postgres  # noqa: F401
 
 S = CaseStatus
 FUTURE = dt.date.today() + dt.timedelta(days=7)
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Desk:
-    return Desk.open(tmp_path / "desk.sqlite3")
+def desk(desk_target: str) -> Iterator[Desk]:  # noqa: F811 (a fixture)
+    """Every test here runs on SQLite and on PostgreSQL."""
+    desk = Desk.open(desk_target)
+    yield desk
+    desk.close()
 
 
 def new_case(desk: Desk) -> Case:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -12,11 +12,15 @@ from desk import CaseNotFound, CaseStatus, Desk, DeviceType, InvalidInput, parse
 from desk.ids import format_case_id, parse_case_id
 from desk.kana import to_romaji
 from desk.names import name_key
+from tests.support.postgres import desk_target, postgres  # noqa: F401
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Desk:
-    return Desk.open(tmp_path / "desk.sqlite3")
+def desk(desk_target: str) -> Iterator[Desk]:  # noqa: F811 (a fixture)
+    """Every test here runs on SQLite and on PostgreSQL."""
+    desk = Desk.open(desk_target)
+    yield desk
+    desk.close()
 
 
 @pytest.mark.parametrize(

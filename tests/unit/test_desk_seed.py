@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from desk import CaseStatus, Desk
 from desk.seed import seed
+from tests.support.postgres import desk_target, postgres  # noqa: F401
 
 NOW = dt.datetime(2030, 6, 1, 9, 0, tzinfo=dt.UTC)
 
@@ -44,8 +48,14 @@ def test_seed_is_deterministic_and_covers_every_status(tmp_path: Path) -> None:
     assert content(other) != content(first)
 
 
-def test_seeded_cases_read_like_real_work(tmp_path: Path) -> None:
-    desk = Desk.open(tmp_path / "desk.sqlite3")
+@pytest.fixture
+def desk(desk_target: str) -> Iterator[Desk]:  # noqa: F811 (a fixture)
+    desk = Desk.open(desk_target)
+    yield desk
+    desk.close()
+
+
+def test_seeded_cases_read_like_real_work(desk: Desk) -> None:
     seed(desk, customers=40, now=NOW)
     cases = desk.list_cases(limit=100)
     names = [c.customer_name for c in cases]

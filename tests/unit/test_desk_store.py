@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,15 @@ import pytest
 from desk import Desk, DeskError
 from desk.db import SqliteTx
 from desk.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
+from tests.support.postgres import desk_target, postgres  # noqa: F401
+
+
+@pytest.fixture
+def desk(desk_target: str) -> Iterator[Desk]:  # noqa: F811 (a fixture)
+    """Tests that take ``desk`` run on SQLite and on PostgreSQL."""
+    desk = Desk.open(desk_target)
+    yield desk
+    desk.close()
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -73,8 +83,7 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
         Desk.open(path)
 
 
-def test_history_records_every_change(tmp_path: Path) -> None:
-    desk = Desk.open(tmp_path / "desk.sqlite3")
+def test_history_records_every_change(desk: Desk) -> None:
     case = desk.create_case(customer_name="Ito", device_type="USB", symptom="x", actor="reception")
     desk.update_status(case.id, "diagnosing", actor="tech")
     desk.add_note(case.id, "platter scratched", actor="tech")
@@ -98,8 +107,7 @@ def test_history_records_every_change(tmp_path: Path) -> None:
     assert case.updated_at == ats[-1] and case.created_at == ats[0]
 
 
-def test_to_dict_is_json_safe_and_summary_is_short(tmp_path: Path) -> None:
-    desk = Desk.open(tmp_path / "desk.sqlite3")
+def test_to_dict_is_json_safe_and_summary_is_short(desk: Desk) -> None:
     case = desk.create_case(customer_name="Mori", phone="03-1234-5678", device_type="nas",
                             symptom="RAID degraded")  # fmt: skip
     desk.update_status(case.id, "diagnosing")
@@ -126,8 +134,7 @@ def test_to_dict_is_json_safe_and_summary_is_short(tmp_path: Path) -> None:
     }
 
 
-def test_every_change_records_who_made_it(tmp_path: Path) -> None:
-    desk = Desk.open(tmp_path / "desk.sqlite3")
+def test_every_change_records_who_made_it(desk: Desk) -> None:
     case = desk.create_case(customer_name="Ito", device_type="ssd", symptom="x")
     case = desk.update_status(case.id, "diagnosing", actor="staff:alice")
     assert case.changed_by == "staff:alice"
@@ -139,3 +146,11 @@ def test_every_change_records_who_made_it(tmp_path: Path) -> None:
     ]
     assert case.notes[0].author == "staff:alice"
     assert case.history[-1].to_dict()["actor"] == "staff:alice"
+
+
+def test_sqlite_url_forms(tmp_path: Path) -> None:
+    path = tmp_path / "url.sqlite3"
+    desk = Desk.open(f"sqlite:///{path}")  # sqlite:////abs/path
+    desk.create_case(customer_name="A", device_type="sd", symptom="x")
+    assert desk.path == path and desk.store.target == str(path)
+    assert [c.id for c in Desk.open(path).list_cases()] == ["R-1001"]
