@@ -19,6 +19,13 @@ Worker (main process) side (`install_worker_recovery`):
   (v1.13.5, measured: no new agent within 40 s). The worker notices at once (its pipe to the
   process closes), removes the dead agent participant (it would linger ~20 s) and creates a
   new dispatch for the room, with metadata telling the new job it replaces a crashed one.
+  The metadata is signed (agent/recovery_token.py): a job believes only kaiwa's own, recent
+  recovery blocks for its own room; anything else is an ordinary new call.
+* A whole worker that dies (with KAIWA_STATE_URL=redis://…): the other workers see its
+  lease expire and one of them re-dispatches its calls (agent/cluster.py).
+* Each crashed job is re-dispatched once: a Redis lock (SET NX PX) per room and crashed job
+  when Redis is configured, and in any case no dispatch when the room already has a
+  recovery dispatch for that job (LiveKit's dispatch API).
 * A lost livekit-server connection: the framework reconnects by itself (`max_retry`); we
   report how long the worker was unregistered.
 """
@@ -27,9 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import random
 import tempfile
 import time
 from dataclasses import dataclass
@@ -37,11 +46,15 @@ from typing import TYPE_CHECKING, Any
 
 from livekit import api, rtc
 
+from . import recovery_token
 from .faults import record_recovery
+from .session_store import HANDLE_TTL_S, redis_client, sweep_directory
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, AgentSession, JobContext
+    from livekit.protocol.agent import Job
 
+    from .cluster import CallRecord, ClusterState
     from .settings import Settings
 
 logger = logging.getLogger("kaiwa.lifecycle")
@@ -68,9 +81,13 @@ def _reason_name(reason: int | None) -> str:
 # --------------------------------------------------------------------------- job process
 
 
+# What a recovery block may say it is.
+RECOVERY_KINDS = frozenset({"job_crash", "worker_lost"})
+
+
 @dataclass(frozen=True)
 class RecoveryInfo:
-    """Why this job exists: it replaces a job whose process died."""
+    """Why this job exists: it replaces a job whose process (or worker) died."""
 
     kind: str
     previous_job_id: str
@@ -80,40 +97,108 @@ class RecoveryInfo:
     # replacements, which resume the same Gemini conversation (same call ids)
     scope: str = ""
 
-    def to_metadata(self) -> str:
+    def to_metadata(self, *, room: str, secret: str) -> str:
+        """The dispatch metadata for the replacement job, signed for `room`."""
+        crashed_at = round(self.crashed_at, 3)
+        scope = self.scope or self.previous_job_id
+        signature = recovery_token.sign(
+            secret,
+            room=room,
+            previous_job_id=self.previous_job_id,
+            scope=scope,
+            crashed_at=crashed_at,
+            attempt=self.attempt,
+            kind=self.kind,
+        )
         return json.dumps(
             {
                 RECOVERY_KEY: {
                     "kind": self.kind,
                     "previous_job_id": self.previous_job_id,
-                    "crashed_at": self.crashed_at,
+                    "crashed_at": crashed_at,
                     "attempt": self.attempt,
-                    "scope": self.scope,
+                    "scope": scope,
+                    "sig": signature,
                 }
             }
         )
 
 
-def recovery_from_metadata(metadata: str | None) -> RecoveryInfo | None:
-    """The RecoveryInfo in a job's dispatch metadata, or None for an ordinary job."""
-    if not metadata:
+def recovery_from_metadata(
+    metadata: str | None,
+    *,
+    room: str,
+    secret: str,
+    max_age_s: float,
+    now: float | None = None,
+    job_id: str = "",
+) -> RecoveryInfo | None:
+    """The RecoveryInfo in a job's dispatch metadata, or None for an ordinary job.
+
+    Only a block that kaiwa's worker signed for this very room, at most `max_age_s` ago,
+    counts; any other recovery block is logged (one line, no secrets) and ignored."""
+    if not metadata or RECOVERY_KEY not in metadata:
         return None
     try:
         data = json.loads(metadata)[RECOVERY_KEY]
-        return RecoveryInfo(
+        info = RecoveryInfo(
             kind=str(data["kind"]),
             previous_job_id=str(data["previous_job_id"]),
             crashed_at=float(data["crashed_at"]),
-            attempt=int(data.get("attempt", 1)),
-            scope=str(data.get("scope") or data["previous_job_id"]),
+            attempt=int(data["attempt"]),
+            scope=str(data["scope"]),
         )
+        signature = data.get("sig")
     except (ValueError, KeyError, TypeError):
+        # not JSON, or JSON that merely mentions the key somewhere else
+        _not_recovery(room, job_id, "malformed recovery block")
         return None
+    if not isinstance(signature, str) or not signature:
+        _not_recovery(room, job_id, "unsigned")
+        return None
+    if info.kind not in RECOVERY_KINDS or not info.scope or info.attempt < 1:
+        _not_recovery(room, job_id, "unknown kind or empty fields")
+        return None
+    why = recovery_token.check(
+        secret,
+        signature,
+        room=room,
+        previous_job_id=info.previous_job_id,
+        scope=info.scope,
+        crashed_at=info.crashed_at,
+        attempt=info.attempt,
+        kind=info.kind,
+        now=time.time() if now is None else now,
+        max_age_s=max_age_s,
+    )
+    if why is not None:
+        _not_recovery(room, job_id, why)
+        return None
+    return info
 
 
-def call_scope(job_id: str, metadata: str | None) -> str:
-    """The conversation a job belongs to: its own id, or the first crashed job's."""
-    recovery = recovery_from_metadata(metadata)
+def _not_recovery(room: str, job_id: str, why: str) -> None:
+    logger.warning(
+        "dispatch metadata claims a recovery but is not kaiwa's (%s); treating it as a new call",
+        why,
+        extra={"room": room, "job_id": job_id},
+    )
+
+
+def job_recovery(job: Job, settings: Settings) -> RecoveryInfo | None:
+    """The verified RecoveryInfo of a job (its dispatch metadata, checked for its room)."""
+    return recovery_from_metadata(
+        job.metadata,
+        room=job.room.name,
+        secret=settings.livekit_api_secret.get_secret_value(),
+        max_age_s=settings.recovery_max_age_s,
+        job_id=job.id,
+    )
+
+
+def call_scope(job_id: str, recovery: RecoveryInfo | None) -> str:
+    """The conversation a job belongs to: its own id, or (a verified replacement) the first
+    crashed job's. The resumption handle and tool idempotency keys live under it."""
     return recovery.scope if recovery is not None else job_id
 
 
@@ -261,7 +346,10 @@ class _ConnectionWatch(logging.Handler):
 
 
 class WorkerRecovery:
-    """Re-dispatches rooms whose job process died, and reports worker reconnects."""
+    """Re-dispatches rooms whose job process (or, in a cluster, whose worker) died, once
+    each; keeps the local handle directory swept; reports worker reconnects."""
+
+    SWEEP_EVERY_S = 600.0
 
     def __init__(self, server: AgentServer, settings: Settings) -> None:
         self._server = server
@@ -270,14 +358,31 @@ class WorkerRecovery:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch = _ConnectionWatch()
         self._registered_once = False
+        self._calls: dict[str, CallRecord] = {}  # job id → record (scope verified once)
+        self.cluster: ClusterState | None = None
 
     def install(self) -> None:
         self._server.on("worker_started", self._on_worker_started)
         self._server.on("worker_registered", self._on_worker_registered)
         logging.getLogger("livekit.agents").addHandler(self._watch)
 
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _on_worker_started(self) -> None:
         _use_multiprocess_metrics_here()
+        url = self._settings.state_url
+        if url is not None:
+            from .cluster import ClusterState, worker_key
+
+            self.cluster = ClusterState(
+                redis_client(url.get_secret_value()), worker_key(), self._settings.worker_lease_s
+            )
+            self._spawn(self._cluster_loop(self.cluster))
+        else:
+            self._spawn(self._sweep_loop())
         # the process pool exists only once the server runs
         pool = getattr(self._server, "_proc_pool", None)
         if pool is None:
@@ -299,6 +404,100 @@ class WorkerRecovery:
         self._watch.lost_at = None
         self._watch.attempts = 0
 
+    # -- local handle files: old ones go (the 2 h Gemini validity) --
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                n = await asyncio.to_thread(sweep_directory, self._settings.state_dir)
+                if n:
+                    logger.info("removed %d expired resumption handle files", n)
+            except Exception:
+                logger.exception("could not sweep the resumption handle directory")
+            await asyncio.sleep(self.SWEEP_EVERY_S)
+
+    # -- cluster: lease, call list, lost workers' calls --
+
+    def _records(self) -> list[CallRecord]:
+        from .cluster import CallRecord
+
+        assert self.cluster is not None
+        now = time.time()
+        out = []
+        for info in self._server.active_jobs:
+            if info.fake_job:
+                continue
+            job = info.job
+            rec = self._calls.get(job.id)
+            if rec is None:
+                recovery = job_recovery(job, self._settings)
+                rec = CallRecord(
+                    job_id=job.id,
+                    room=job.room.name,
+                    scope=call_scope(job.id, recovery),
+                    agent_identity=info.accept_arguments.identity,
+                    worker=self.cluster.worker,
+                    attempt=recovery.attempt if recovery is not None else 0,
+                    seen=now,
+                )
+            rec = dataclasses.replace(rec, seen=now)
+            self._calls[job.id] = rec
+            out.append(rec)
+        live = {r.job_id for r in out}
+        for job_id in list(self._calls):
+            if job_id not in live:
+                del self._calls[job_id]
+        return out
+
+    async def _cluster_loop(self, cluster: ClusterState) -> None:
+        beat = cluster.lease_s / 3
+        failing = False
+        tick = 0
+        while True:
+            try:
+                await cluster.report(self._records())
+                if tick % 2 == 0:
+                    for rec in await cluster.orphans(max_age_s=HANDLE_TTL_S):
+                        await self._adopt(cluster, rec)
+                if failing:
+                    logger.info("cluster state reachable again")
+                failing = False
+            except Exception as e:
+                if not failing:  # one line per outage
+                    logger.warning("cluster state (Redis) unreachable: %s", type(e).__name__)
+                failing = True
+            tick += 1
+            await asyncio.sleep(beat * random.uniform(0.8, 1.0))
+
+    async def _adopt(self, cluster: ClusterState, rec: CallRecord) -> None:
+        """A call of a worker whose lease ran out: re-dispatch it, if we win its lock."""
+        if not self._settings.job_redispatch:
+            await cluster.drop(rec.job_id)
+            return
+        if not await cluster.claim_redispatch(
+            rec.room, rec.job_id, self._settings.recovery_max_age_s
+        ):
+            return  # another worker took it
+        await cluster.drop(rec.job_id)
+        logger.warning(
+            "worker lost; re-dispatching its call",
+            extra={"room": rec.room, "job_id": rec.job_id, "lost_worker": rec.worker},
+        )
+        self._spawn(
+            self._redispatch(
+                rec.room,
+                rec.job_id,
+                rec.agent_identity,
+                rec.seen,
+                scope=rec.scope,
+                attempt=rec.attempt + 1,
+                kind="worker_lost",
+                locked=True,
+            )
+        )
+
+    # -- this worker's own job processes --
+
     def _on_process_closed(self, proc: Any) -> None:
         info = proc.running_job
         exitcode = proc.exitcode
@@ -318,22 +517,33 @@ class WorkerRecovery:
                 "redispatch": self._settings.job_redispatch,
             },
         )
+        self._calls.pop(job.id, None)
         if not self._settings.job_redispatch:
             return
-        task = asyncio.create_task(
+        recovery = job_recovery(job, self._settings)
+        self._spawn(
             self._redispatch(
                 job.room.name,
                 job.id,
                 info.accept_arguments.identity,
                 crashed_at,
-                scope=call_scope(job.id, job.metadata),
+                scope=call_scope(job.id, recovery),
+                attempt=(recovery.attempt + 1) if recovery is not None else 1,
+                kind="job_crash",
             )
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _redispatch(
-        self, room: str, job_id: str, agent_identity: str, crashed_at: float, *, scope: str
+        self,
+        room: str,
+        job_id: str,
+        agent_identity: str,
+        crashed_at: float,
+        *,
+        scope: str,
+        attempt: int,
+        kind: str,
+        locked: bool = False,
     ) -> None:
         now = time.monotonic()
         window = 300.0
@@ -344,10 +554,20 @@ class WorkerRecovery:
                 extra={"room": room, "redispatches": len(recent), "window_s": window},
             )
             return
-        recent.append(now)
-        self._redispatches[room] = recent
         s = self._settings
         try:
+            if self.cluster is not None and not locked:
+                # one re-dispatch per crashed job, whichever worker saw it die
+                if not await self.cluster.claim_redispatch(room, job_id, s.recovery_max_age_s):
+                    logger.info(
+                        "another worker re-dispatches this room",
+                        extra={"room": room, "previous_job_id": job_id},
+                    )
+                    return
+                with contextlib.suppress(Exception):
+                    await self.cluster.drop(job_id)
+            recent.append(now)
+            self._redispatches[room] = recent
             async with api.LiveKitAPI(
                 s.livekit_url, s.livekit_api_key, s.livekit_api_secret.get_secret_value()
             ) as lk:
@@ -362,24 +582,54 @@ class WorkerRecovery:
                         "no caller left in the room; not re-dispatching", extra={"room": room}
                     )
                     return
+                # Without Redis, LiveKit's dispatch list is the check: this crash already
+                # has its replacement dispatch (with Redis, the lock above decided).
+                if await _already_redispatched(lk, room, job_id):
+                    logger.info(
+                        "the room already has a replacement dispatch",
+                        extra={"room": room, "previous_job_id": job_id},
+                    )
+                    return
                 # The dead agent's participant lingers until its connection times out
                 # (~20 s); remove it so the caller doesn't see two agents.
                 with contextlib.suppress(api.TwirpError):
                     await lk.room.remove_participant(
                         api.RoomParticipantIdentity(room=room, identity=agent_identity)
                     )
-                info = RecoveryInfo("job_crash", job_id, crashed_at, len(recent), scope)
+                info = RecoveryInfo(kind, job_id, crashed_at, attempt, scope)
+                metadata = info.to_metadata(
+                    room=room, secret=s.livekit_api_secret.get_secret_value()
+                )
                 dispatch = await lk.agent_dispatch.create_dispatch(
                     api.CreateAgentDispatchRequest(
-                        agent_name=s.agent_name, room=room, metadata=info.to_metadata()
+                        agent_name=s.agent_name, room=room, metadata=metadata
                     )
                 )
             logger.info(
                 "re-dispatched the room of a crashed job",
-                extra={"room": room, "previous_job_id": job_id, "dispatch_id": dispatch.id},
+                extra={
+                    "room": room,
+                    "previous_job_id": job_id,
+                    "dispatch_id": dispatch.id,
+                    "kind": kind,
+                    "attempt": attempt,
+                },
             )
         except Exception:
             logger.exception("could not re-dispatch the room", extra={"room": room})
+
+
+async def _already_redispatched(lk: api.LiveKitAPI, room: str, job_id: str) -> bool:
+    """Whether the room has a dispatch that replaces `job_id` (metadata not verified: this
+    only avoids a duplicate; the job itself checks the signature)."""
+    for d in await lk.agent_dispatch.list_dispatch(room_name=room):
+        try:
+            block = json.loads(d.metadata or "{}").get(RECOVERY_KEY) or {}
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(block, dict) and block.get("previous_job_id") == job_id:
+            return True
+    return False
 
 
 def metrics_options(settings: Settings) -> dict[str, Any]:

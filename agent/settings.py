@@ -131,6 +131,20 @@ class Settings(BaseSettings):
     audio_buffer_s: float = Field(5.0, ge=0, validation_alias="KAIWA_AUDIO_BUFFER_S")
 
     state_dir: Path = Field(PROJECT_ROOT / "data" / "sessions", validation_alias="KAIWA_STATE_DIR")
+    # Redis (redis:// rediss:// unix://) for handles, re-dispatch locks and the worker
+    # registry of a cluster; wins over KAIWA_STATE_DIR. May hold a password: a SecretStr.
+    state_url: SecretStr | None = Field(None, validation_alias="KAIWA_STATE_URL")
+
+    @field_validator("state_url", mode="before")
+    @classmethod
+    def _state_url_scheme(cls, v: object) -> object:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+        if not raw.startswith(("redis://", "rediss://", "unix://")):
+            # don't echo the value: it may carry a password
+            raise ValueError("KAIWA_STATE_URL must start with redis://, rediss:// or unix://")
+        return raw
 
     # --- tools ---
     tool_timeout_s: float = Field(15.0, gt=0, validation_alias="KAIWA_TOOL_TIMEOUT_S")
@@ -183,6 +197,14 @@ class Settings(BaseSettings):
     job_redispatch: bool = Field(True, validation_alias="KAIWA_JOB_REDISPATCH")
     job_redispatch_max: int = Field(2, ge=0, validation_alias="KAIWA_JOB_REDISPATCH_MAX")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="KAIWA_METRICS_PORT")
+    # Dispatch metadata saying "recovery" counts only when kaiwa's worker signed it (HMAC
+    # with LIVEKIT_API_SECRET) at most this many seconds ago (agent/recovery_token.py).
+    recovery_max_age_s: float = Field(
+        600.0, gt=0, le=7200, validation_alias="KAIWA_RECOVERY_MAX_AGE_S"
+    )
+    # With KAIWA_STATE_URL: a worker not heard from for this long counts as dead, and
+    # another worker re-dispatches its calls (agent/cluster.py).
+    worker_lease_s: float = Field(10.0, ge=1, le=300, validation_alias="KAIWA_WORKER_LEASE_S")
 
     @field_validator("rejoin_instructions", "recovery_instructions", "metrics_port", mode="before")
     @classmethod

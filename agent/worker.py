@@ -23,12 +23,12 @@ from .lifecycle import (
     CallLifecycle,
     call_scope,
     install_worker_recovery,
+    job_recovery,
     metrics_options,
-    recovery_from_metadata,
     wait_for_caller,
 )
 from .resilience import end_call_when_model_lost
-from .session_store import HandleStore
+from .session_store import open_handle_store
 from .settings import Settings, load_settings
 from .tools import build_tools, confirm
 from .tools.runtime import TOOLS_ATTRIBUTE, policy_of
@@ -114,8 +114,11 @@ def tool_policies(tools: list[Any]) -> dict[str, ToolPolicyView]:
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
-    # A job that replaces a crashed one explains the gap instead of greeting afresh.
-    recovery = recovery_from_metadata(ctx.job.metadata)
+    # A job that replaces a crashed one explains the gap instead of greeting afresh
+    # (only when kaiwa's worker signed the recovery metadata for this room).
+    recovery = job_recovery(ctx.job, settings)
+    # ctx.room has no name before connect(); the job's room does
+    room_name, scope = ctx.job.room.name, call_scope(ctx.job.id, recovery)
     greeting = settings.greeting_instructions if settings.greeting else None
     if recovery is not None:
         greeting = settings.recovery_instructions
@@ -127,12 +130,13 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     call = CallState(
         services=open_services(settings),
-        scope=f"{ctx.room.name}:{call_scope(ctx.job.id, ctx.job.metadata)}",
+        scope=f"{room_name}:{scope}",
         language=settings.language,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    handles = HandleStore(settings.state_dir, ctx.room.name)
-    resume_handle = handles.load() if recovery is not None else None
+    # keyed by room AND conversation: a reused room name never resumes another call
+    handles = open_handle_store(settings, room_name, scope)
+    resume_handle = await handles.load() if recovery is not None else None
     hooks = CallHooks(
         on_resumption_handle=handles.save,
         on_tools_cancelled=call.cancel_calls,
