@@ -211,8 +211,12 @@ def open_store(target: str | os.PathLike[str]) -> Store:
     """A Store for a path, ``sqlite:///path`` or ``postgresql://...`` (also postgres://)."""
     path = sqlite_path(target)
     if path is None:
-        from desk.pg import PostgresStore  # psycopg is only needed for PostgreSQL
-
+        try:
+            from desk.pg import PostgresStore  # psycopg is only needed for PostgreSQL
+        except ImportError as err:
+            raise RuntimeError(
+                "a PostgreSQL URL needs psycopg 3: pip install 'psycopg[binary]'"
+            ) from err
         return PostgresStore(os.fspath(target))
     return SqliteStore(path)
 

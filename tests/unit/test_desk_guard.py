@@ -77,7 +77,7 @@ def test_cancel_while_waiting_for_a_lock(desk: Desk, pool: ThreadPoolExecutor) -
         assert guard.cancel() is True  # nothing saved, and nothing will be
         with pytest.raises(DeskCancelled) as err:
             future.result(timeout=5)
-        assert time.monotonic() - cancelled_at < 1.0  # stops promptly, lock still held
+        assert time.monotonic() - cancelled_at < 2.0  # promptly (the busy wait is 5 s)
     assert str(err.value) == "The change was stopped before it was saved; nothing was changed."
     assert err.value.reason == "cancelled" and not guard.saved
     assert desk.get_case(case.id).notes == ()
@@ -110,7 +110,7 @@ def test_deadline_while_waiting_for_a_lock(desk: Desk, pool: ThreadPoolExecutor)
         with pytest.raises(DeskCancelled) as err:
             desk.add_note(case.id, "too late", guard=guard)
         elapsed = time.monotonic() - start
-    assert 0.35 < elapsed < 1.0  # the retry budget stays inside the deadline
+    assert 0.35 < elapsed < 2.0  # the retry budget stays inside the deadline
     assert err.value.reason == "deadline"
     assert "took too long" in str(err.value) and "nothing was changed" in str(err.value)
     assert desk.get_case(case.id).notes == ()
