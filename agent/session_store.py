@@ -21,7 +21,9 @@ Two backends, chosen by settings:
 Writes never block the audio path: `save()` only records the newest handle; one task per
 store writes it (latest wins, one write at a time). `forget()` (the call ended normally)
 stops further writes, waits for the one in flight, then removes the record, so a late
-write can't bring it back.
+write can't bring it back; and only a record this job wrote itself, so an old job that
+ends late (its agent removed from the room after its replacement took over) can't delete
+the replacement's handle.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -56,29 +59,44 @@ def conversation_key(room: str, scope: str) -> str:
     return hashlib.sha256(f"{room}\0{scope}".encode()).hexdigest()
 
 
-def _record(room: str, scope: str, handle: str) -> str:
-    return json.dumps({"room": room, "scope": scope, "handle": handle, "at": time.time()})
+def _record(room: str, scope: str, handle: str, owner: str) -> str:
+    return json.dumps(
+        {"room": room, "scope": scope, "handle": handle, "at": time.time(), "owner": owner}
+    )
 
 
-def _parse(raw: str | bytes | None, room: str, scope: str, now: float) -> str | None:
+def _owner(raw: str | bytes) -> str | None:
+    try:
+        owner = json.loads(raw).get("owner")
+    except (ValueError, AttributeError):
+        return None
+    return owner if isinstance(owner, str) else None
+
+
+class Stored(NamedTuple):
+    handle: str
+    owner: str  # the HandleStore that wrote it
+
+
+def _parse(raw: str | bytes | None, room: str, scope: str, now: float) -> Stored | None:
     """The handle in a stored record, if it is for this conversation and still valid."""
     if raw is None:
         return None
     try:
         data = json.loads(raw)
-        handle, at = data["handle"], float(data["at"])
+        handle, at, owner = data["handle"], float(data["at"]), str(data.get("owner", ""))
         same = data["room"] == room and data["scope"] == scope
     except (ValueError, KeyError, TypeError):
         return None
     if not same or not isinstance(handle, str) or not handle or now - at > HANDLE_TTL_S:
         return None
-    return handle
+    return Stored(handle, owner)
 
 
 class Backend(Protocol):
-    async def read(self, room: str, scope: str) -> str | None: ...
-    async def write(self, room: str, scope: str, handle: str) -> None: ...
-    async def delete(self, room: str, scope: str) -> None: ...
+    async def read(self, room: str, scope: str) -> Stored | None: ...
+    async def write(self, room: str, scope: str, handle: str, owner: str) -> None: ...
+    async def delete(self, room: str, scope: str, owners: Sequence[str]) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -94,20 +112,20 @@ class DirectoryBackend:
     def path(self, room: str, scope: str) -> Path:
         return self.directory / f"{conversation_key(room, scope)}.json"
 
-    async def read(self, room: str, scope: str) -> str | None:
+    async def read(self, room: str, scope: str) -> Stored | None:
         return await asyncio.to_thread(self._read, room, scope)
 
-    def _read(self, room: str, scope: str) -> str | None:
+    def _read(self, room: str, scope: str) -> Stored | None:
         try:
             raw = self.path(room, scope).read_text(encoding="utf-8")
         except OSError:
             return None
         return _parse(raw, room, scope, time.time())
 
-    async def write(self, room: str, scope: str, handle: str) -> None:
-        await asyncio.to_thread(self._write, room, scope, handle)
+    async def write(self, room: str, scope: str, handle: str, owner: str) -> None:
+        await asyncio.to_thread(self._write, room, scope, handle, owner)
 
-    def _write(self, room: str, scope: str, handle: str) -> None:
+    def _write(self, room: str, scope: str, handle: str, owner: str) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = self.path(room, scope)
         # A private name of our own, created exclusively with mode 0600: the handle is never
@@ -116,17 +134,21 @@ class DirectoryBackend:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(_record(room, scope, handle))
+                f.write(_record(room, scope, handle, owner))
             os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
 
-    async def delete(self, room: str, scope: str) -> None:
+    async def delete(self, room: str, scope: str, owners: Sequence[str]) -> None:
         def unlink() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                self.path(room, scope).unlink()
+            path = self.path(room, scope)
+            try:
+                if _owner(path.read_bytes()) in owners:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
         await asyncio.to_thread(unlink)
 
@@ -171,6 +193,18 @@ def redis_client(url: str) -> Any:
     )
 
 
+# Delete the record only if one of the given owners wrote it (atomic: one script).
+_DELETE_IF_OWNER = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local owner = cjson.decode(v)['owner']
+for _, o in ipairs(ARGV) do
+  if owner == o then return redis.call('DEL', KEYS[1]) end
+end
+return 0
+"""
+
+
 class RedisBackend:
     """One key per conversation, `kaiwa:handle:<sha256(room, scope)>`, expiring after 2 h."""
 
@@ -182,15 +216,16 @@ class RedisBackend:
     def key(room: str, scope: str) -> str:
         return f"{REDIS_PREFIX}handle:{conversation_key(room, scope)}"
 
-    async def read(self, room: str, scope: str) -> str | None:
+    async def read(self, room: str, scope: str) -> Stored | None:
         raw = await self._client.get(self.key(room, scope))
         return _parse(raw, room, scope, time.time())
 
-    async def write(self, room: str, scope: str, handle: str) -> None:
-        await self._client.set(self.key(room, scope), _record(room, scope, handle), ex=HANDLE_TTL_S)
+    async def write(self, room: str, scope: str, handle: str, owner: str) -> None:
+        record = _record(room, scope, handle, owner)
+        await self._client.set(self.key(room, scope), record, ex=HANDLE_TTL_S)
 
-    async def delete(self, room: str, scope: str) -> None:
-        await self._client.delete(self.key(room, scope))
+    async def delete(self, room: str, scope: str, owners: Sequence[str]) -> None:
+        await self._client.eval(_DELETE_IF_OWNER, 1, self.key(room, scope), *owners)
 
     async def aclose(self) -> None:
         if self._owns:
@@ -211,16 +246,27 @@ class HandleStore:
         self._latest: str | None = None
         self._closed = False
         self._failing = False
+        # whose records these are: forget() removes only its own, or the one it resumed from
+        self.owner = os.urandom(8).hex()
+        self._adopted: str | None = None
 
     async def load(self) -> str | None:
-        """The conversation's last handle, or None (none kept, expired, or unreachable)."""
+        """The conversation's last handle, or None (none kept, expired, or unreachable).
+        The record it came from becomes this store's to remove when the call ends."""
         try:
-            return await asyncio.wait_for(
+            stored = await asyncio.wait_for(
                 self.backend.read(self.room, self.scope), REDIS_TIMEOUT_S * 2
             )
         except Exception as e:
             logger.warning("could not read the resumption handle: %s", type(e).__name__)
             return None
+        if stored is None:
+            return None
+        self._adopted = stored.owner
+        return stored.handle
+
+    def _owners(self) -> list[str]:
+        return [self.owner] if self._adopted is None else [self.owner, self._adopted]
 
     def save(self, handle: str) -> None:
         """Remember the newest handle; written by one task, one write at a time, latest wins.
@@ -236,7 +282,7 @@ class HandleStore:
             handle, self._latest = self._latest, None
             try:
                 # bounded by the backend: Redis socket timeouts; a local write
-                await self.backend.write(self.room, self.scope, handle)
+                await self.backend.write(self.room, self.scope, handle, self.owner)
             except Exception as e:
                 if not self._failing:  # one line per outage, not one per handle
                     logger.warning("could not keep the resumption handle: %s", e)
@@ -261,7 +307,9 @@ class HandleStore:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._pending), _FORGET_WAIT_S)
         try:
-            await asyncio.wait_for(self.backend.delete(self.room, self.scope), _FORGET_WAIT_S)
+            await asyncio.wait_for(
+                self.backend.delete(self.room, self.scope, self._owners()), _FORGET_WAIT_S
+            )
         except Exception as e:
             logger.warning("could not remove the resumption handle: %s", type(e).__name__)
         with contextlib.suppress(Exception):

@@ -115,7 +115,8 @@ def test_unreadable_records_are_no_handle(tmp_path: Path) -> None:
     path.write_text(record("r", stale))
     assert backend._read("r", "s") is None
     path.write_text(record("r", time.time()))
-    assert backend._read("r", "s") == "h"
+    stored = backend._read("r", "s")
+    assert stored is not None and stored.handle == "h"
 
 
 class _SlowDirectory(DirectoryBackend):
@@ -129,12 +130,12 @@ class _SlowDirectory(DirectoryBackend):
         self.written: list[str] = []
         self._lock = threading.Lock()
 
-    def _write(self, room: str, scope: str, handle: str) -> None:
+    def _write(self, room: str, scope: str, handle: str, owner: str) -> None:
         with self._lock:
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         time.sleep(self.delay)
-        super()._write(room, scope, handle)
+        super()._write(room, scope, handle, owner)
         with self._lock:
             self.running -= 1
             self.written.append(handle)
@@ -229,9 +230,9 @@ async def test_redis_keeps_the_latest_handle_with_ttl(
 
 async def test_redis_forget_waits_for_the_write_in_flight(redis: Any) -> None:
     class Slow(RedisBackend):
-        async def write(self, room: str, scope: str, handle: str) -> None:
+        async def write(self, room: str, scope: str, handle: str, owner: str) -> None:
             await asyncio.sleep(0.2)
-            await super().write(room, scope, handle)
+            await super().write(room, scope, handle, owner)
 
     store = HandleStore(Slow(redis, owns_client=False), "r", "s")
     store.save("h-1")
@@ -271,3 +272,36 @@ def test_settings_choose_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(SettingsError, match="KAIWA_STATE_URL") as e:
         load_settings()
     assert "pw-123" not in str(e.value)
+
+
+async def _old_job_ends_after_its_replacement(make: Any) -> None:
+    old, new = HandleStore(make(), "r", "s"), HandleStore(make(), "r", "s")
+    old.save("h-old")
+    await old.flushed()
+    assert await new.load() == "h-old"  # the replacement resumes from it
+    new.save("h-new")
+    await new.flushed()
+    await old.forget()  # the old job's late, normal end
+    assert await HandleStore(make(), "r", "s").load() == "h-new"
+    await new.forget()
+    assert await HandleStore(make(), "r", "s").load() is None
+    # a replacement that ends before writing a handle of its own removes the one it took
+    dead, quick = HandleStore(make(), "r", "s"), HandleStore(make(), "r", "s")
+    dead.save("h-dead")
+    await dead.flushed()
+    assert await quick.load() == "h-dead"
+    await quick.forget()
+    assert await HandleStore(make(), "r", "s").load() is None
+    # and a store that never read or wrote it leaves it alone
+    dead.save("h-dead-2")  # (not closed: dead jobs don't call forget)
+    await dead.flushed()
+    await HandleStore(make(), "r", "s").forget()
+    assert await HandleStore(make(), "r", "s").load() == "h-dead-2"
+
+
+async def test_forget_removes_only_its_own_record(tmp_path: Path) -> None:
+    await _old_job_ends_after_its_replacement(lambda: DirectoryBackend(tmp_path))
+
+
+async def test_redis_forget_removes_only_its_own_record(redis_server: RedisServer) -> None:
+    await _old_job_ends_after_its_replacement(lambda: RedisBackend(redis_client(redis_server.url)))
