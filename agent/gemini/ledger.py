@@ -44,8 +44,9 @@ class ToolLedger:
         self.connection += 1
 
     def issued(self, call_id: str, name: str) -> None:
-        if call_id not in self.entries:
-            self.entries[call_id] = LedgerEntry(call_id, name, self.connection)
+        """A call the server now waits on (again, if it re-issues an id: answer it again;
+        the desk's idempotency key makes the second run return the first result)."""
+        self.entries[call_id] = LedgerEntry(call_id, name, self.connection)
 
     def cancelled(self, call_ids: list[str]) -> list[str]:
         """Mark withdrawn calls; returns those that were still running."""

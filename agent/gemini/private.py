@@ -28,6 +28,7 @@ METHODS: dict[str, tuple[tuple[str, ...], str]] = {
     "_is_new_generation": (("self", "resp"), "trailing words stay in the tool turn"),
     "_start_new_generation": (("self",), "per-generation audio flag"),
     "_close_output_streams": (("self", "gen"), "closes the held trailing streams"),
+    "_mark_current_generation_done": (("self",), "when a reply ended (late transcripts)"),
     "push_audio": (("self", "frame"), "the caller's speech gate (public, listed for shape)"),
 }
 
@@ -45,7 +46,7 @@ ATTRIBUTES: dict[str, str] = {
 }
 
 # Attributes of realtime_api._ResponseGeneration used on the current generation.
-GENERATION_FIELDS = ("_done", "audio_ch", "text_ch", "push_text")
+GENERATION_FIELDS = ("_done", "audio_ch", "text_ch", "push_text", "input_id", "input_transcription")
 
 
 class PrivateNameMissing(RuntimeError):

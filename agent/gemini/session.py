@@ -43,7 +43,7 @@ from typing import Any
 
 from google.genai import types
 from livekit import rtc
-from livekit.agents import utils
+from livekit.agents import llm, utils
 from livekit.plugins.google.realtime import realtime_api
 from livekit.plugins.google.realtime.realtime_api import (
     INPUT_AUDIO_CHANNELS,
@@ -79,6 +79,9 @@ ASK_TO_REPEAT = (
     "[kaiwa] The caller's last words were lost in a connection problem. Apologise in one "
     "short sentence in the caller's language and ask them to say it again."
 )
+
+# how long after a reply a transcript-only message still counts as that turn's late tail
+LATE_TRANSCRIPT_S = 5.0
 
 # kept for importers of the old name
 ReconnectBudgetExhausted = BudgetExhausted
@@ -165,6 +168,8 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         self._trailing_timer: asyncio.TimerHandle | None = None
         self._trailing_gen: Any = None  # a tool turn's generation still taking audio
         self._gen_had_audio = False
+        self._reply_done_at: float | None = None
+        self._speech_started_at: float | None = None
         self._watchdog = asyncio.create_task(self._stall_watchdog(), name="kaiwa-stall-watchdog")
 
     # ------------------------------------------------------------------ connect guard
@@ -279,7 +284,9 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
                 self.clock.reply_started(now)
                 self._lost_turn_at = None
                 self._recoveries_for_turn = 0
-            if sc.turn_complete or sc.interrupted or sc.interaction_status is not None:
+            # generationComplete: all of the reply is out (turnComplete waits for playback)
+            ended = sc.turn_complete or sc.generation_complete or sc.interrupted
+            if ended or sc.interaction_status is not None:
                 self.clock.reply_ended(now)
                 self._lost_turn_at = None
                 self._recoveries_for_turn = 0
@@ -289,6 +296,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
     def push_audio(self, frame: rtc.AudioFrame) -> None:
         edge = self.gate.push(frame.data, frame.samples_per_channel / frame.sample_rate)
         if edge == "started":
+            self._speech_started_at = time.monotonic()
             self.clock.caller_speaking()
             if self._hooks.on_caller_speech_started is not None:
                 self._hooks.on_caller_speech_started(time.monotonic())
@@ -395,6 +403,8 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
             await asyncio.sleep(period)
             if self._active_session is None or self._session_should_close.is_set():
                 continue
+            if self.gate.speaking and not self.clock.generating:
+                continue  # Gemini rightly waits while the caller talks; the end re-arms it
             late = self.clock.overdue(time.monotonic())
             if late is None:
                 continue
@@ -422,6 +432,10 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
     def _start_new_generation(self) -> None:
         self._gen_had_audio = False
         super()._start_new_generation()
+
+    def _mark_current_generation_done(self) -> None:
+        super()._mark_current_generation_done()
+        self._reply_done_at = time.monotonic()
 
     # ------------------------------------------------------------------ GoAway
 
@@ -543,14 +557,58 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
             p.inline_data for p in server_content.model_turn.parts or []
         ):
             self._gen_had_audio = True
+        done: Any = self._current_generation
+        late = (
+            done is not None
+            and done._done
+            and server_content.input_transcription is not None
+            and bool(server_content.input_transcription.text)
+        )
         super()._handle_server_content(server_content)
+        if late:
+            # the finished turn's transcript grew: say it again as final, same item
+            self.emit(
+                "input_audio_transcription_completed",
+                llm.InputTranscriptionCompleted(
+                    item_id=done.input_id,
+                    transcript=done.input_transcription,
+                    is_final=True,
+                ),
+            )
+
+    def _is_late_transcript(self, resp: types.LiveServerMessage) -> bool:
+        """Only a piece of the caller's transcript, after their turn was answered.
+
+        Real Gemini streams input transcription late and in pieces, often after
+        turnComplete. The plugin would open a new generation for it, which interrupts the
+        agent's playout and glues the words onto the next turn. kaiwa's gate tells a late
+        tail (no new speech since the reply ended) from the start of a new turn.
+        """
+        sc = resp.server_content
+        if resp.tool_call or sc is None or sc.interrupted or sc.model_turn:
+            return False
+        if not (sc.input_transcription and sc.input_transcription.text):
+            return False
+        if sc.output_transcription and sc.output_transcription.text:
+            return False
+        gen = self._current_generation
+        if gen is None or not gen._done or self._reply_done_at is None:
+            return False
+        spoke_again = self._speech_started_at is not None and (
+            self._speech_started_at > self._reply_done_at
+        )
+        return not spoke_again and time.monotonic() - self._reply_done_at < LATE_TRANSCRIPT_S
 
     def _is_new_generation(self, resp: types.LiveServerMessage) -> bool:
+        if self._is_late_transcript(resp):
+            return False  # the plugin appends it to the finished turn; we finalise it below
         gen = self._trailing_gen
-        if gen is not None and gen is self._current_generation and not resp.tool_call:
+        if gen is not None and self._is_current(gen) and not resp.tool_call:
             sc = resp.server_content
-            if sc is not None and not sc.input_transcription and not sc.interrupted:
-                return False  # still the tool turn's trailing output
+            # still the tool turn's trailing output, or no content at all (a resumption
+            # update, usage metadata): the held streams stay open
+            if sc is None or (not sc.input_transcription and not sc.interrupted):
+                return False
         if gen is not None:
             self._close_trailing()
         return super()._is_new_generation(resp)

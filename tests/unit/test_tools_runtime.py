@@ -27,6 +27,18 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
+def tool_started(state: object) -> asyncio.Event:
+    """Set when the call's tool activity (the kaiwa.tools attribute) shows a running tool."""
+    started = asyncio.Event()
+
+    async def publish(value: str) -> None:
+        if value != "[]":
+            started.set()
+
+    state.activity.attach(publish)  # type: ignore[attr-defined]
+    return started
+
+
 @runtime.kaiwa_tool(timeout_s=0.3)
 async def sleepy(ctx: RunContext, seconds: float) -> str:
     """Sleeps."""
@@ -63,10 +75,9 @@ async def test_unexpected_exception_is_logged_without_arguments(
 async def test_model_cancellation_stops_the_tool() -> None:
     session = FakeSession()
     state = session.userdata
+    started = tool_started(state)
     task = asyncio.create_task(call(sleepy, session, seconds=0.25))
-    async with asyncio.timeout(2):
-        while not state.running:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 2)
     (call_id,) = list(state.running)
     assert state.cancel_calls([call_id]) == 1
     with pytest.raises(StopResponse):
@@ -111,10 +122,9 @@ async def test_a_cancelled_call_never_commits_its_write(db: Path) -> None:
 
 async def test_two_calls_in_one_process_do_not_share_state() -> None:
     a, b = FakeSession(), FakeSession()
+    started = tool_started(a.userdata)
     task = asyncio.create_task(call(sleepy, a, seconds=0.2))
-    async with asyncio.timeout(2):
-        while not a.userdata.running:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 2)
     assert a.userdata.activity.running == ["sleepy"] and b.userdata.activity.running == []
     assert not b.userdata.running and b.userdata.cancel_calls(list(a.userdata.running)) == 0
     created = await call(desk.create_case, customer_name="Aoki", device_type="SSD", symptom="x")

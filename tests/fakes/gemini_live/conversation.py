@@ -839,14 +839,22 @@ class FakeConversation:
     # ----------------------------------------------------------------- driving: tools
 
     async def send_tool_calls(
-        self, calls: Iterable[tuple[str, JsonDict | None]], timeout: float = 10.0
+        self,
+        calls: Iterable[tuple[str, JsonDict | None]],
+        timeout: float = 10.0,
+        *,
+        reuse_ids: list[str] | None = None,
     ) -> list[str]:
-        """Send one toolCall with several functionCalls (parallel calls); returns the ids."""
+        """Send one toolCall with several functionCalls (parallel calls); returns the ids.
+
+        `reuse_ids` issues the calls under ids already used (a server asking again): each
+        then expects one more answer (its record is replaced)."""
         conn = await self._live(timeout)
         now = time.monotonic()
         fcs: list[JsonDict] = []
+        reuse = list(reuse_ids or [])
         for name, args in calls:
-            call_id = f"function-call-{random.randrange(10**18, 10**19)}"
+            call_id = reuse.pop(0) if reuse else f"function-call-{random.randrange(10**18, 10**19)}"
             self.tool_calls[call_id] = ToolCallRecord(
                 call_id, name, dict(args or {}), now, conn.index
             )
