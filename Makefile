@@ -7,12 +7,15 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 WEB_SOURCES := $(shell find web/src web/index.html web/package.json web/build.mjs -type f 2>/dev/null)
 
-.PHONY: run test lint fmt setup livekit-server web fake clean
+.PHONY: run cluster test lint fmt setup livekit-server web fake clean
 
 # scripts/run.sh sets KAIWA_DEV=1 (development mode: the published dev key/secret are
 # accepted); outside it the token server and scripts/run-livekit-server.sh refuse them.
 run: setup livekit-server web ## start livekit-server, the token server (+ web page) and the worker (dev mode)
 	@scripts/run.sh
+
+cluster: setup livekit-server web ## Redis, two livekit-server nodes, two workers, the token server
+	@scripts/run-cluster.sh
 
 test: setup livekit-server web ## run every test (unit, integration, end-to-end, browser)
 	$(PY) -m pytest

@@ -452,13 +452,11 @@ class WorkerRecovery:
     async def _cluster_loop(self, cluster: ClusterState) -> None:
         beat = cluster.lease_s / 3
         failing = False
-        tick = 0
         while True:
             try:
                 await cluster.report(self._records())
-                if tick % 2 == 0:
-                    for rec in await cluster.orphans(max_age_s=HANDLE_TTL_S):
-                        await self._adopt(cluster, rec)
+                for rec in await cluster.orphans(max_age_s=HANDLE_TTL_S):
+                    await self._adopt(cluster, rec)
                 if failing:
                     logger.info("cluster state reachable again")
                 failing = False
@@ -466,7 +464,6 @@ class WorkerRecovery:
                 if not failing:  # one line per outage
                     logger.warning("cluster state (Redis) unreachable: %s", type(e).__name__)
                 failing = True
-            tick += 1
             await asyncio.sleep(beat * random.uniform(0.8, 1.0))
 
     async def _adopt(self, cluster: ClusterState, rec: CallRecord) -> None:
