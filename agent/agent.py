@@ -29,6 +29,7 @@ def main() -> None:
     try:
         settings = load_settings()
         if _RUN_COMMANDS & set(sys.argv[1:]):
+            settings.check_keys()
             settings.require_google_credentials()
         # every private plugin name kaiwa hooks must still be there (agent/gemini/private.py)
         private.check()

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from token_server.devkeys import DEV_API_KEY, DEV_API_SECRET, credential_problem
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Sensitivity = Literal["high", "low", "default"]
@@ -64,11 +66,12 @@ class Settings(BaseSettings):
 
     # --- LiveKit ---
     livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL")
-    livekit_api_key: str = Field("devkey", validation_alias="LIVEKIT_API_KEY")
+    # defaults are the published dev credentials: refused unless KAIWA_DEV=1 (check_keys)
+    livekit_api_key: str = Field(DEV_API_KEY, validation_alias="LIVEKIT_API_KEY")
     livekit_api_secret: SecretStr = Field(
-        SecretStr("kaiwa-dev-secret-change-me-0123456789abcdef"),
-        validation_alias="LIVEKIT_API_SECRET",
+        SecretStr(DEV_API_SECRET), validation_alias="LIVEKIT_API_SECRET"
     )
+    dev: bool = Field(False, validation_alias="KAIWA_DEV")
     agent_name: str = Field("kaiwa", validation_alias="KAIWA_AGENT_NAME")
 
     # --- Google / Gemini ---
@@ -148,7 +151,10 @@ class Settings(BaseSettings):
 
     # --- tools ---
     tool_timeout_s: float = Field(15.0, gt=0, validation_alias="KAIWA_TOOL_TIMEOUT_S")
-    desk_db: Path = Field(PROJECT_ROOT / "data" / "desk.sqlite3", validation_alias="KAIWA_DESK_DB")
+    # a SQLite file path, or a postgresql:// URL (the same desk, shared by many workers)
+    desk_db: str = Field(
+        str(PROJECT_ROOT / "data" / "desk.sqlite3"), validation_alias="KAIWA_DESK_DB"
+    )
 
     # --- tool sources (beyond the built-in desk tools; see README "MCP and OpenAPI") ---
     # The slow example tool's simulated lab lookup (check_lab_progress), seconds.
@@ -316,6 +322,14 @@ class Settings(BaseSettings):
     @property
     def openapi_operation_ids(self) -> list[str]:
         return [op.strip() for op in self.openapi_operations.split(",") if op.strip()]
+
+    def check_keys(self) -> None:
+        """Stop at start when production would run on the published dev key/secret."""
+        problem = credential_problem(
+            self.livekit_api_key, self.livekit_api_secret.get_secret_value(), dev_mode=self.dev
+        )
+        if problem is not None:
+            raise SettingsError(problem)
 
     def require_google_credentials(self) -> None:
         """Stop at start, before registering with LiveKit, when Gemini can't be reached."""

@@ -7,7 +7,12 @@ cd "$ROOT" || exit 1
 # On a laptop the browser, livekit-server and the worker share the CPU; LiveKit's
 # CPU-based load would make livekit-server skip the worker (it dispatches only below
 # 0.7). Locally, count sessions instead unless told otherwise.
-if [ -f .env ]; then set -a; . ./.env; set +a; fi
+if [ -f .env ]; then
+  # the environment wins over .env: `make run` exports KAIWA_DEV=1 even when .env says false
+  environment=$(export -p)
+  set -a; . ./.env; set +a
+  eval "$environment" 2>/dev/null || true
+fi
 export KAIWA_MAX_SESSIONS="${KAIWA_MAX_SESSIONS:-4}"
 .venv/bin/python agent/agent.py dev
 code=$?

@@ -62,8 +62,16 @@ async def create_case(
         symptom=symptom,
         phone=phone,
         email=email,
+        # the same customer and device asked twice in one call: one case, not two
+        call_scope=state(ctx).scope,
     )
     show_case_later(case)
+    if case.existing:
+        return brief(case) | {
+            "already_open": True,
+            "say": f"A case for this customer and device was already opened in this call: "
+            f"{case.id}. Tell the caller that number; no second case was made.",
+        }
     return brief(case) | {"say": f"Tell the caller their case number is {case.id}."}
 
 

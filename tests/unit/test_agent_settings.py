@@ -88,6 +88,7 @@ def test_worker_exits_before_registering_without_key(clean_env: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GEMINI_"))}
     # An unreachable LiveKit URL: if the worker tried to register, it would hang/retry.
     env["LIVEKIT_URL"] = "ws://127.0.0.1:9"
+    env["KAIWA_DEV"] = "1"  # the dev keys are fine here; the missing Google key is the point
     proc = subprocess.run(
         [sys.executable, str(ROOT / "agent" / "agent.py"), "start"],
         cwd=clean_env,
@@ -102,3 +103,29 @@ def test_worker_exits_before_registering_without_key(clean_env: Path) -> None:
         "kaiwa: GOOGLE_API_KEY is not set: put a Gemini API key in .env "
         "(or set GOOGLE_GENAI_USE_VERTEXAI=true with GOOGLE_CLOUD_PROJECT)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({}, "published development credentials"),
+        ({"LIVEKIT_API_KEY": "prodkey", "LIVEKIT_API_SECRET": "short-secret"}, "shorter than 32"),
+    ],
+)
+def test_worker_refuses_dev_credentials_outside_dev_mode(
+    clean_env: Path, extra: dict[str, str], words: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "KAIWA_"))}
+    env |= {"GOOGLE_API_KEY": "x", "LIVEKIT_URL": "ws://127.0.0.1:9"} | extra
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "agent" / "agent.py"), "start"],
+        cwd=clean_env,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and words in lines[0] and lines[0].startswith("kaiwa: ")
+    assert "kaiwa-dev-secret" not in proc.stderr and "short-secret" not in proc.stderr

@@ -199,3 +199,20 @@ async def test_a_tool_run_outside_a_call_fails_with_a_sentence(db: Path) -> None
     session.userdata = None  # type: ignore[assignment]
     with pytest.raises(ToolError, match="internal problem"):
         await call(desk.get_case, session, case_id="R-1001")
+
+
+async def test_the_same_request_twice_in_one_call_opens_one_case(db: Path) -> None:
+    session = FakeSession()
+    args = {
+        "customer_name": "Mori Ken",
+        "device_type": "SSD",
+        "symptom": "dead",
+        "phone": "03-1234-5678",
+    }
+    first = await call(desk.create_case, session, **args)
+    again = await call(desk.create_case, session, **args)
+    assert again["id"] == first["id"] and again["already_open"] is True
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == 1
+    other_call = await call(desk.create_case, FakeSession(), **args)
+    assert other_call["id"] != first["id"]  # another call is another request
