@@ -18,6 +18,7 @@ from desk import Desk
 from desk.guard import WriteGuard
 
 from .settings import Settings, SettingsError
+from .tools.access import Access
 from .tools.activity import ToolActivity
 from .tools.confirm import Confirmations
 
@@ -66,8 +67,7 @@ class CallState:
     scope: str = "local"
     language: str | None = None
     tool_timeout_s: float = 15.0
-    role: str = "caller"
-    identity: str = ""
+    access: Access = field(default_factory=Access)
     confirmations: Confirmations = field(default_factory=Confirmations)
     activity: ToolActivity = field(default_factory=ToolActivity)
     running: dict[str, RunningCall] = field(default_factory=dict)
@@ -75,7 +75,8 @@ class CallState:
     @property
     def actor(self) -> str:
         """Who a change is recorded as ("changed by" in the case history)."""
-        return f"{self.role}:{self.identity}" if self.identity else "agent"
+        a = self.access
+        return f"{a.role}:{a.identity}" if a.identity else f"agent ({a.role} call)"
 
     def idempotency_key(self, call_id: str, operation: str) -> str:
         return f"{self.scope}:{call_id}:{operation}"

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
         SecretStr(DEV_API_SECRET), validation_alias="LIVEKIT_API_SECRET"
     )
     dev: bool = Field(False, validation_alias="KAIWA_DEV")
+    # write tool arguments, transcripts and contact data into logs (never in production)
+    log_pii: bool = Field(False, validation_alias="KAIWA_LOG_PII")
     agent_name: str = Field("kaiwa", validation_alias="KAIWA_AGENT_NAME")
 
     # --- Google / Gemini ---

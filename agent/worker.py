@@ -14,8 +14,10 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, JobContext, JobExecutorType, room_io
 
-from . import tuning
-from .assistant import Assistant
+from token_server.roles import role_of
+
+from . import pii, tuning
+from .assistant import DEFAULT_INSTRUCTIONS, Assistant
 from .call import CallState, open_services
 from .faults import record_recovery
 from .gemini import CallHooks, ToolPolicyView, build_realtime_model
@@ -31,6 +33,7 @@ from .resilience import end_call_when_model_lost
 from .session_store import open_handle_store
 from .settings import Settings, load_settings
 from .tools import build_tools, confirm
+from .tools.access import Access
 from .tools.runtime import TOOLS_ATTRIBUTE, policy_of
 
 logger = logging.getLogger("kaiwa.worker")
@@ -101,6 +104,30 @@ def room_options(settings: Settings) -> room_io.RoomOptions:
     )
 
 
+ROLE_INSTRUCTIONS = {
+    "staff": (
+        "You are talking with {identity}, a member of staff operating the case system by "
+        "voice. They may see and change every case; record changes as they ask."
+    ),
+    "caller": (
+        "You are talking with a caller (a customer), not staff. Before reading or changing "
+        "any case, verify them with verify_caller (case number and the last 4 digits of the "
+        "phone on file, or name and full phone number). Then discuss only their own cases; "
+        "never list or search other customers. A caller may ask for status, approve or "
+        "decline a quote (respond_to_quote, then confirm_action after their yes) and "
+        "schedule a return. For anything else, say that our staff do it at the reception "
+        "counter or by phone during office hours."
+    ),
+}
+
+
+def with_role(instructions: str | None, access: Access) -> str:
+    """The persona plus who is on the line (the signed role, never the page or the model)."""
+    base = instructions or DEFAULT_INSTRUCTIONS
+    who = ROLE_INSTRUCTIONS["staff" if access.staff else "caller"]
+    return f"{base}\n\n{who.format(identity=access.identity or 'a staff member')}"
+
+
 def tool_policies(tools: list[Any]) -> dict[str, ToolPolicyView]:
     """Each tool's behaviour and scheduling, as declared with the tool, for the model."""
     out: dict[str, ToolPolicyView] = {}
@@ -114,6 +141,7 @@ def tool_policies(tools: list[Any]) -> dict[str, ToolPolicyView]:
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
+    pii.install(enabled=not settings.log_pii)  # no names, phones or emails in this job's logs
     # A job that replaces a crashed one explains the gap instead of greeting afresh
     # (only when kaiwa's worker signed the recovery metadata for this room).
     recovery = job_recovery(ctx.job, settings)
@@ -122,12 +150,6 @@ async def entrypoint(ctx: JobContext) -> None:
     greeting = settings.greeting_instructions if settings.greeting else None
     if recovery is not None:
         greeting = settings.recovery_instructions
-    tools = build_tools(settings)
-    agent = Assistant(
-        instructions=settings.resolved_instructions(),
-        greeting_instructions=greeting,
-        tools=tools,
-    )
     call = CallState(
         services=open_services(settings),
         scope=f"{room_name}:{scope}",
@@ -137,6 +159,29 @@ async def entrypoint(ctx: JobContext) -> None:
     # keyed by room AND conversation: a reused room name never resumes another call
     handles = open_handle_store(settings, room_name, scope)
     resume_handle = await handles.load() if recovery is not None else None
+    ctx.add_shutdown_callback(handles.forget)
+
+    async def cancel_running_tools() -> None:
+        call.cancel_all()  # nothing may write after the call ended
+
+    ctx.add_shutdown_callback(cancel_running_tools)
+
+    await ctx.connect()
+    # bounded: a re-dispatched job whose caller has left must not wait forever
+    participant = await wait_for_caller(ctx, timeout=max(settings.rejoin_grace_s, 30.0))
+    if participant is None:
+        logger.info("no caller joined; leaving", extra={"room": ctx.room.name})
+        ctx.shutdown("no caller")
+        return
+    # Who is talking: the token server signed the role into the participant's attributes;
+    # neither the page nor the model can change it. Tools and instructions follow it.
+    call.access = Access(role=role_of(participant.attributes).value, identity=participant.identity)
+    tools = build_tools(settings, call.access.role)
+    agent = Assistant(
+        instructions=with_role(settings.resolved_instructions(), call.access),
+        greeting_instructions=greeting,
+        tools=tools,
+    )
     hooks = CallHooks(
         on_resumption_handle=handles.save,
         on_tools_cancelled=call.cancel_calls,
@@ -154,20 +199,6 @@ async def entrypoint(ctx: JobContext) -> None:
         ),
     )
     confirm.listen(session, call.confirmations)
-    ctx.add_shutdown_callback(handles.forget)
-
-    async def cancel_running_tools() -> None:
-        call.cancel_all()  # nothing may write after the call ended
-
-    ctx.add_shutdown_callback(cancel_running_tools)
-
-    await ctx.connect()
-    # bounded: a re-dispatched job whose caller has left must not wait forever
-    participant = await wait_for_caller(ctx, timeout=max(settings.rejoin_grace_s, 30.0))
-    if participant is None:
-        logger.info("no caller joined; leaving", extra={"room": ctx.room.name})
-        ctx.shutdown("no caller")
-        return
     # Watch the caller from now on (a hang-up during session start counts too): a hang-up
     # ends the job at once; a dropped caller gets KAIWA_REJOIN_GRACE_S to rejoin.
     CallLifecycle(
@@ -179,7 +210,11 @@ async def entrypoint(ctx: JobContext) -> None:
     ).start()
     logger.info(
         "session starting",
-        extra={"room": ctx.room.name, "participant": participant.identity},
+        extra={
+            "room": ctx.room.name,
+            "participant": participant.identity,
+            "role": call.access.role,
+        },
     )
 
     async def on_interrupt(data: rtc.RpcInvocationData) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from livekit.agents import llm
 
 from ..settings import Settings
-from . import clock, desk, screen
+from . import clock, desk, runtime, screen
 from .builtin import build_builtin_tools
 from .mcp import build_mcp_toolsets
 from .openapi import build_openapi_toolsets
@@ -30,10 +30,17 @@ def python_tools() -> list[llm.Tool]:
     return [t for m in _PYTHON_TOOL_MODULES for t in m.TOOLS]
 
 
-def build_tools(settings: Settings) -> list[llm.Tool | llm.Toolset]:
-    """The tools of one call; they hold no state (that is the call's CallState)."""
-    tools: list[llm.Tool | llm.Toolset] = [*python_tools()]
-    tools += build_mcp_toolsets(settings)
-    tools += build_openapi_toolsets(settings)
+def build_tools(settings: Settings, role: str = "staff") -> list[llm.Tool | llm.Toolset]:
+    """The tools offered to one call: only those its role may use (the runtime refuses the
+    others too). They hold no state; that is the call's CallState.
+
+    Callers get the customer's tools; MCP and OpenAPI backends are staff tools.
+    """
+    tools: list[llm.Tool | llm.Toolset] = [
+        t for t in python_tools() if role in runtime.policy_of(t).roles
+    ]
+    if role == "staff":
+        tools += build_mcp_toolsets(settings)
+        tools += build_openapi_toolsets(settings)
     tools += build_builtin_tools(settings)
     return tools

@@ -10,7 +10,7 @@ from .context import services
 from .runtime import kaiwa_tool
 
 
-@kaiwa_tool()
+@kaiwa_tool(roles=("staff", "caller"))
 async def get_current_time(ctx: RunContext) -> dict[str, Any]:
     """The current date, weekday and time where the service desk is. Use it before
     scheduling or whenever the caller says "today", "tomorrow", "next Monday"."""

@@ -64,7 +64,7 @@ async def desk_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             kwargs.setdefault(
                 "idempotency_key", call.state.idempotency_key(call.call_id, fn.__name__)
             )
-        if _accepts(target, "actor") and call.state is not None and call.state.identity:
+        if _accepts(target, "actor") and call.state is not None:
             kwargs.setdefault("actor", call.state.actor)
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)

@@ -16,14 +16,39 @@ from livekit.agents import RunContext, ToolError
 from desk import Case, CaseStatus, DeskError, next_states, parse_status, validate
 from desk.service import QUOTABLE
 
+from . import access
+from .access import masked
 from .context import checked, compact, desk_call, services, state
 from .runtime import kaiwa_tool
 from .ui_sync import show_case_later, status_changed_later
+
+BOTH = ("staff", "caller")
 
 
 def brief(case: Case) -> dict[str, Any]:
     """What a caller wants to hear about a case, without empty fields."""
     return compact(case.summary())
+
+
+async def case_for(ctx: RunContext, case_id: str) -> Case:
+    """The case, if this call may see it: staff always; a caller once verified, and only
+    that customer's cases (the same refusal whether or not the case exists)."""
+    acc = state(ctx).access
+    if not acc.staff and acc.verified_digits is None:
+        raise ToolError(access.NOT_VERIFIED)
+    try:
+        case = await desk_call(services(ctx).desk.get_case, case_id)
+    except ToolError:
+        if acc.staff:
+            raise
+        case = None
+    if case is None:
+        raise ToolError(
+            "I can only discuss the cases of the customer verified in this call, and that "
+            "isn't one of them. Ask the caller to check the case number."
+        )
+    acc.require_case(case)
+    return case
 
 
 def detail(case: Case) -> dict[str, Any]:
@@ -65,7 +90,7 @@ async def create_case(
         # the same customer and device asked twice in one call: one case, not two
         call_scope=state(ctx).scope,
     )
-    show_case_later(case)
+    show_case_later(case, state(ctx).access)
     if case.existing:
         return brief(case) | {
             "already_open": True,
@@ -96,16 +121,17 @@ async def find_cases(
     return {"count": len(cases), "cases": [brief(c) for c in cases]}
 
 
-@kaiwa_tool()
+@kaiwa_tool(roles=BOTH)
 async def get_case(ctx: RunContext, case_id: str) -> dict[str, Any]:
     """Look up one case by its number and show it on the caller's screen.
 
     Args:
         case_id: The case number, e.g. R-1042 (spoken forms like "1042" work too).
     """
-    case = await desk_call(services(ctx).desk.get_case, case_id)
-    show_case_later(case)
-    return detail(case)
+    case = await case_for(ctx, case_id)
+    acc = state(ctx).access
+    show_case_later(case, acc)
+    return masked(detail(case), acc)
 
 
 @kaiwa_tool()
@@ -146,7 +172,7 @@ async def add_note(ctx: RunContext, case_id: str, text: str) -> dict[str, Any]:
     return {"id": case.id, "notes": len(case.notes), "saved": True}
 
 
-@kaiwa_tool()
+@kaiwa_tool(roles=BOTH)
 async def schedule_return(
     ctx: RunContext, case_id: str, date: str, kind: str = "return"
 ) -> dict[str, Any]:
@@ -159,7 +185,8 @@ async def schedule_return(
         kind: "return" or "pickup".
     """
     svc = services(ctx)
-    case = await desk_call(svc.desk.schedule_return, case_id, date, kind=kind, today=svc.today())
+    case = await case_for(ctx, case_id)
+    case = await desk_call(svc.desk.schedule_return, case.id, date, kind=kind, today=svc.today())
     return brief(case)
 
 
@@ -222,7 +249,7 @@ async def set_quote(ctx: RunContext, case_id: str, amount_yen: str) -> dict[str,
     return state(ctx).confirmations.propose("set_quote", case.id, summary, perform)
 
 
-@kaiwa_tool()
+@kaiwa_tool(roles=BOTH)
 async def confirm_action(ctx: RunContext, confirmation_id: str) -> dict[str, Any]:
     """Carry out an action the caller has just confirmed (from cancel_case or set_quote).
     Only call it after the caller said yes to the summary.
@@ -234,7 +261,7 @@ async def confirm_action(ctx: RunContext, confirmation_id: str) -> dict[str, Any
     return await action.perform()
 
 
-@kaiwa_tool(behavior="non_blocking", scheduling="when_idle")
+@kaiwa_tool(behavior="non_blocking", scheduling="when_idle", roles=BOTH)
 async def check_lab_progress(ctx: RunContext, case_id: str) -> dict[str, Any]:
     """Ask the recovery lab how work on a case is going. Takes a few seconds; keep talking
     with the caller meanwhile, the answer comes when it's ready.
@@ -243,9 +270,97 @@ async def check_lab_progress(ctx: RunContext, case_id: str) -> dict[str, Any]:
         case_id: The case number, e.g. R-1042.
     """
     svc = services(ctx)
-    case = await desk_call(svc.desk.get_case, case_id)
+    case = await case_for(ctx, case_id)
     await asyncio.sleep(svc.lab_delay_s)  # stands in for a slow lab system
     return {"id": case.id, "status": case.status.value, "lab": _LAB_REPORT[case.status]}
+
+
+@kaiwa_tool(roles=BOTH)
+async def verify_caller(
+    ctx: RunContext,
+    case_id: str | None = None,
+    phone_last4: str | None = None,
+    name: str | None = None,
+    phone: str | None = None,
+) -> dict[str, Any]:
+    """Confirm who the caller is before any of their cases is read or changed: their case
+    number and the last 4 digits of the phone number on file, or their name and full phone
+    number. A few attempts per call, then it locks.
+
+    Args:
+        case_id: The case number the caller gives, e.g. R-1042.
+        phone_last4: The last 4 digits of the phone number on file for that case.
+        name: The caller's name (with phone, when they don't know the case number).
+        phone: The caller's full phone number (with name).
+    """
+    acc = state(ctx).access
+    if acc.staff:
+        return {"verified": True, "say": "Staff calls need no verification."}
+    desk = services(ctx).desk
+    if acc.verified_digits is None:
+        if acc.locked:
+            raise ToolError(access.LOCKED)
+        if case_id and phone_last4:
+            try:
+                case: Case | None = await desk_call(desk.get_case, case_id)
+            except ToolError:
+                case = None  # counts as a failed attempt, said the same way
+            access.verify(acc, case, phone_last4=phone_last4)
+        elif name and phone:
+            try:
+                matches = await desk_call(desk.find_cases, name=name, phone=phone)
+            except ToolError:
+                matches = []
+            access.verify_by_name(acc, matches, phone=phone)
+        else:
+            raise ToolError(
+                "To verify, I need the case number and the last 4 digits of the phone number "
+                "on file, or the caller's name and full phone number."
+            )
+    theirs = await desk_call(desk.find_cases, phone=acc.verified_digits)
+    acc.cases.update(c.id for c in theirs)
+    return {
+        "verified": True,
+        "cases": [masked(brief(c), acc) for c in theirs],
+        "say": "The caller is verified; you may now discuss these cases with them only.",
+    }
+
+
+@kaiwa_tool(roles=BOTH)
+async def respond_to_quote(ctx: RunContext, case_id: str, decision: str) -> dict[str, Any]:
+    """The customer's answer to a quote: approve it (recovery starts, they pay the quoted
+    price) or decline it (the case is cancelled and the device returned). Changes nothing by
+    itself: returns a summary and a confirmation_id; call confirm_action after their yes.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        decision: "approve" or "decline".
+    """
+    choice = decision.strip().lower()
+    if choice not in ("approve", "decline"):
+        raise ToolError('The decision must be "approve" or "decline". Nothing was changed.')
+    case = await case_for(ctx, case_id)
+    if case.status is not CaseStatus.QUOTED or case.quote_yen is None:
+        raise ToolError(f"{case.id} has no quote waiting for an answer (it is '{case.status}').")
+    desk = services(ctx).desk
+
+    async def perform() -> dict[str, Any]:
+        if choice == "approve":
+            done = await desk_call(desk.update_status, case.id, CaseStatus.APPROVED.value)
+        else:
+            done = await desk_call(desk.cancel_case, case.id, reason="quote declined")
+        status_changed_later(done.id, case.status.value, done.status.value)
+        return {"id": done.id, "status": done.status.value, "done": True}
+
+    if choice == "approve":
+        summary = (
+            f"Approve the quote of {case.quote_yen:,} yen for case {case.id}; recovery starts."
+        )
+    else:
+        summary = (
+            f"Decline the quote for case {case.id}; the case is cancelled and the device returned."
+        )
+    return state(ctx).confirmations.propose("respond_to_quote", case.id, summary, perform)
 
 
 _LAB_REPORT: dict[CaseStatus, str] = {
@@ -270,4 +385,6 @@ TOOLS = [
     cancel_case,
     confirm_action,
     check_lab_progress,
+    verify_caller,
+    respond_to_quote,
 ]

@@ -39,7 +39,7 @@ from livekit.agents import RunContext, StopResponse, ToolError, function_tool, l
 
 from desk.guard import WriteGuard
 
-from . import sentences
+from . import access, sentences
 from .activity import TOOLS_ATTRIBUTE
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class ToolPolicy:
     timeout_s: float | None = None  # None: the call's default (KAIWA_TOOL_TIMEOUT_S)
     behavior: Behavior | None = None  # None: blocking (declared explicitly, see families.py)
     scheduling: Scheduling | None = None
+    # who may call it (the participant's signed kaiwa.role); least privilege by default
+    roles: tuple[str, ...] = ("staff",)
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,14 @@ def kaiwa_tool(
     behavior: Behavior | None = None,
     scheduling: Scheduling | None = None,
     raw_schema: dict[str, Any] | None = None,
+    roles: tuple[str, ...] = ("staff",),
 ) -> Callable[[Callable[..., Awaitable[Any]]], llm.RawFunctionTool]:
     """A raw function tool with kaiwa's validation, timeout, cancellation and policy.
 
     With `raw_schema` ({"name", "description", "parameters"}) the function already takes
     `(raw_arguments: dict, ctx: RunContext)` (MCP and OpenAPI tools) and validates itself.
     """
-    policy = ToolPolicy(timeout_s=timeout_s, behavior=behavior, scheduling=scheduling)
+    policy = ToolPolicy(timeout_s=timeout_s, behavior=behavior, scheduling=scheduling, roles=roles)
 
     def deco(fn: Callable[..., Awaitable[Any]]) -> llm.RawFunctionTool:
         if raw_schema is not None:
@@ -128,6 +131,9 @@ def kaiwa_tool(
         async def handler(raw_arguments: dict[str, object], ctx: RunContext) -> Any:
             state = call_state(ctx)
             lang = sentences.lang_of(state.language if state else None)
+            if state is not None and state.access.role not in policy.roles:
+                # not offered to this role at all (build_tools); refused here too
+                raise ToolError(access.STAFF_ONLY)
             if validate is None:
                 kwargs: dict[str, Any] = {"raw_arguments": raw_arguments}
             else:
@@ -139,6 +145,7 @@ def kaiwa_tool(
         handler.__doc__ = fn.__doc__
         tool = function_tool(handler, raw_schema=schema)
         setattr(tool, _POLICY_ATTR, policy)
+        tool.__kaiwa_fn__ = fn  # type: ignore[attr-defined]  # the bare body (bench/latency.py)
         return tool
 
     return deco

@@ -13,6 +13,7 @@ from typing import Any
 from desk import Case
 
 from . import ui
+from .access import Access, masked
 
 logger = logging.getLogger("kaiwa.ui")
 
@@ -34,8 +35,8 @@ def push_later(method: str, payload: dict[str, Any]) -> None:
     task.add_done_callback(_background.discard)
 
 
-def show_case_later(case: Case) -> None:
-    push_later(ui.SHOW_CASE, {"case": case.to_dict()})
+def show_case_later(case: Case, access: Access) -> None:
+    push_later(ui.SHOW_CASE, {"case": masked(case.to_dict(), access)})
 
 
 def status_changed_later(case_id: str, old: str, new: str) -> None:

@@ -23,7 +23,15 @@ import pytest
 from desk import Desk
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake, speech_like_pcm
 from tests.support.caller import Caller, load_wav
-from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
+from tests.support.stack import (
+    ROOT,
+    STAFF_KEY,
+    LiveKitServer,
+    TokenServer,
+    Worker,
+    staff_tokens_env,
+    worker_env,
+)
 
 from .conftest import fresh_conversation
 
@@ -84,7 +92,9 @@ async def fault_worker(
 
 @pytest.fixture(scope="module")
 async def fault_tokens(livekit: LiveKitServer, stack_dir: Path) -> AsyncIterator[TokenServer]:
-    proc = TokenServer(worker_env(livekit, {}, KAIWA_AGENT_NAME=AGENT), stack_dir)
+    # staff calls: these tests operate the whole desk (caller mode: test_caller_mode.py)
+    env = worker_env(livekit, {}, KAIWA_AGENT_NAME=AGENT, **staff_tokens_env())
+    proc = TokenServer(env, stack_dir)
     await proc.start_ready()
     yield proc
     await proc.stop()
@@ -94,7 +104,7 @@ async def fault_tokens(livekit: LiveKitServer, stack_dir: Path) -> AsyncIterator
 async def call(
     fault_worker: Worker, fault_tokens: TokenServer, gemini: GeminiLiveFake
 ) -> AsyncIterator[tuple[Caller, FakeConversation]]:
-    caller = Caller(f"{fault_tokens.url}/token")
+    caller = Caller(f"{fault_tokens.url}/token", bearer=STAFF_KEY)
     joined = time.monotonic()
     await caller.join()
     await caller.wait_for_agent(timeout=20)

@@ -24,7 +24,14 @@ from livekit import rtc
 
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
 from tests.support.caller import Caller
-from tests.support.stack import LiveKitServer, TokenServer, Worker, worker_env
+from tests.support.stack import (
+    STAFF_KEY,
+    LiveKitServer,
+    TokenServer,
+    Worker,
+    staff_tokens_env,
+    worker_env,
+)
 from tests.support.tool_backends import (
     API_KEY,
     Served,
@@ -83,7 +90,9 @@ async def tools_worker(
 
 @pytest.fixture(scope="module")
 async def tools_token_server(livekit: LiveKitServer, stack_dir: Path) -> AsyncIterator[TokenServer]:
-    proc = TokenServer(worker_env(livekit, {}, KAIWA_AGENT_NAME=AGENT), stack_dir)
+    # staff calls: these tests operate the whole desk (caller mode: test_caller_mode.py)
+    env = worker_env(livekit, {}, KAIWA_AGENT_NAME=AGENT, **staff_tokens_env())
+    proc = TokenServer(env, stack_dir)
     await proc.start_ready()
     yield proc
     await proc.stop()
@@ -157,7 +166,7 @@ claimed: list[FakeConversation] = []  # conversations of earlier tests in this m
 async def session(
     tools_token_server: TokenServer, tools_worker: Worker, gemini: GeminiLiveFake
 ) -> AsyncIterator[tuple[Caller, Screen, FakeConversation]]:
-    caller = Caller(f"{tools_token_server.url}/token")
+    caller = Caller(f"{tools_token_server.url}/token", bearer=STAFF_KEY)
     await caller.join()
     screen = Screen(caller)
     await caller.wait_for_agent(timeout=30)

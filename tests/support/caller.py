@@ -58,6 +58,7 @@ class TranscriptSegment:
 @dataclass
 class Caller:
     token_url: str
+    bearer: str | None = None  # a bearer key (KAIWA_TOKEN_AUTH=bearer), e.g. a staff key
     audio_frames: list[ReceivedFrame] = field(default_factory=list)
     segments: dict[str, TranscriptSegment] = field(default_factory=dict)
     room: rtc.Room = field(default_factory=rtc.Room)
@@ -72,7 +73,8 @@ class Caller:
 
     async def join(self, body: dict[str, Any] | None = None, *, timeout: float = 15.0) -> None:
         async with httpx.AsyncClient(timeout=timeout) as client:
-            r = await client.post(self.token_url, json=body or {})
+            headers = {"Authorization": f"Bearer {self.bearer}"} if self.bearer else {}
+            r = await client.post(self.token_url, json=body or {}, headers=headers)
             r.raise_for_status()
             details = r.json()
         self.room_name = details["room_name"]

@@ -28,6 +28,18 @@ ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "testkey"
 API_SECRET = "kaiwa-test-secret-0123456789abcdef0123456789"
 ARTIFACTS = ROOT / "artifacts"
+# A token server in bearer mode with this key signs kaiwa.role=staff for identity "clerk"
+STAFF_KEY = "e2e-staff-key-5b1f0c"
+STAFF_IDENTITY = "clerk"
+
+
+def staff_tokens_env() -> dict[str, str]:
+    """Token-server settings for staff calls (Caller(..., bearer=STAFF_KEY))."""
+    return {
+        "KAIWA_TOKEN_AUTH": "bearer",
+        "KAIWA_TOKEN_BEARER_KEYS": f"{STAFF_KEY} identity={STAFF_IDENTITY} staff",
+        "KAIWA_MAX_SESSIONS_PER_IDENTITY": "0",  # one clerk, many test calls in a row
+    }
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

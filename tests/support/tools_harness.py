@@ -16,6 +16,7 @@ from livekit.agents.llm.utils import prepare_function_arguments
 from agent.call import CallState, ToolServices, open_services
 from agent.settings import Settings
 from agent.tools import confirm
+from agent.tools.access import Access
 
 _services: ToolServices | None = None
 
@@ -30,12 +31,24 @@ def use_services(settings: Settings) -> ToolServices:
 class FakeSession(rtc.EventEmitter[str]):
     """Stands in for AgentSession: tools use ctx.userdata (the CallState) and .on()."""
 
-    def __init__(self, state: CallState | None = None, **call: Any) -> None:
+    def __init__(
+        self,
+        state: CallState | None = None,
+        *,
+        role: str = "staff",
+        identity: str = "",
+        **call: Any,
+    ) -> None:
         super().__init__()
         self._global_run_state = None
         if state is None:
             assert _services is not None, "use_services(settings) first"
-            state = CallState(services=_services, scope=f"test-{id(self)}", **call)
+            state = CallState(
+                services=_services,
+                scope=f"test-{id(self)}",
+                access=Access(role=role, identity=identity or f"{role}-tester"),
+                **call,
+            )
         self.userdata = state
         confirm.listen(self, state.confirmations)
 

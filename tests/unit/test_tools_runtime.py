@@ -138,7 +138,7 @@ async def test_two_calls_in_one_process_do_not_share_state() -> None:
 
 def test_policies_travel_with_the_tool() -> None:
     assert runtime.policy_of(desk.check_lab_progress) == runtime.ToolPolicy(
-        behavior="non_blocking", scheduling="when_idle"
+        behavior="non_blocking", scheduling="when_idle", roles=("staff", "caller")
     )
     assert runtime.policy_of(desk.create_case).behavior is None  # declared blocking
     assert runtime.policy_of(screen.show_case).timeout_s is not None
