@@ -32,7 +32,7 @@ from .lifecycle import (
 from .resilience import end_call_when_model_lost
 from .session_store import open_handle_store
 from .settings import Settings, load_settings
-from .tools import build_tools, confirm
+from .tools import build_tools, confirm, page_actions
 from .tools.access import Access
 from .tools.runtime import TOOLS_ATTRIBUTE, policy_of
 
@@ -236,6 +236,8 @@ async def entrypoint(ctx: JobContext) -> None:
 
     ctx.room.local_participant.register_rpc_method(INTERRUPT_RPC, on_interrupt)
     ctx.room.local_participant.register_rpc_method(CONFIRM_RPC, on_confirm)
+    # the page's declared UI actions and screen context: this session's ui_* / get_screen tools
+    await page_actions.attach(ctx.room, agent, session, participant.identity, call=call)
 
     async def publish_tools(value: str) -> None:
         await ctx.room.local_participant.set_attributes({TOOLS_ATTRIBUTE: value})

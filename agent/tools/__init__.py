@@ -4,6 +4,8 @@
 - desk.py    the service desk (cases, confirmations, the slow lab example)
 - clock.py   the current date/time in KAIWA_TIMEZONE
 - screen.py  the caller's screen over LiveKit RPC (ui.py is the RPC contract)
+- page_actions.py / screen_context.py  actions a page declares (ui_* tools, per session)
+  and its screen context (get_screen); wired per call in worker.py, not listed here
 - mcp.py     tools of MCP servers (KAIWA_MCP_SERVERS)
 - openapi.py operations of an OpenAPI 3 backend (KAIWA_OPENAPI_*)
 - builtin.py Gemini's own Google Search / code execution
