@@ -95,10 +95,92 @@ def _v3_idempotency_and_call_scope(conn: Tx) -> None:
     conn.execute("CREATE INDEX cases_call_scope ON cases(call_scope)")
 
 
+def _v4_call_records(conn: Tx) -> None:
+    """Call records (desk/calls.py): one row per call (scope = the conversation, shared by
+    a crashed job's replacement) with usage and cost sums, and append-only rows below it."""
+    conn.execute(
+        """CREATE TABLE calls (
+            id               {autoid},
+            scope            TEXT NOT NULL UNIQUE,  -- room:first job id (agent/lifecycle.py)
+            room             TEXT NOT NULL,
+            jobs             TEXT NOT NULL,         -- JSON list of job ids, in order
+            started_at       {ts} NOT NULL,
+            ended_at         {ts},
+            end_reason       TEXT,
+            role             TEXT,
+            identity         TEXT,
+            channel          TEXT,
+            model            TEXT,
+            in_audio_tokens  BIGINT NOT NULL DEFAULT 0,
+            in_text_tokens   BIGINT NOT NULL DEFAULT 0,
+            in_image_tokens  BIGINT NOT NULL DEFAULT 0,
+            in_cached_tokens BIGINT NOT NULL DEFAULT 0,
+            out_audio_tokens BIGINT NOT NULL DEFAULT 0,
+            out_text_tokens  BIGINT NOT NULL DEFAULT 0,
+            cost             DOUBLE PRECISION NOT NULL DEFAULT 0,  -- estimated, in currency
+            currency         TEXT,
+            segments         INTEGER NOT NULL DEFAULT 0,
+            tool_calls       INTEGER NOT NULL DEFAULT 0,
+            recoveries       INTEGER NOT NULL DEFAULT 0,
+            turns            INTEGER NOT NULL DEFAULT 0,
+            latency_p50_ms   INTEGER,
+            latency_p95_ms   INTEGER,
+            purged_at        {ts}                   -- transcripts removed by retention
+        )"""
+    )
+    conn.execute("CREATE INDEX calls_started ON calls(started_at)")
+    for sql in (
+        """CREATE TABLE call_segments (
+            id          {autoid},
+            call_id     INTEGER NOT NULL REFERENCES calls(id),
+            job_id      TEXT NOT NULL,
+            at          {ts} NOT NULL,
+            speaker     TEXT NOT NULL,              -- caller | agent
+            text        TEXT NOT NULL,
+            interrupted INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE call_tools (
+            id          {autoid},
+            call_id     INTEGER NOT NULL REFERENCES calls(id),
+            job_id      TEXT NOT NULL,
+            at          {ts} NOT NULL,
+            call_key    TEXT NOT NULL,              -- the function-call id
+            name        TEXT NOT NULL,
+            arguments   TEXT,                       -- JSON, redacted; NULL once purged
+            outcome     TEXT NOT NULL,              -- ok | error | timeout | cancelled
+            duration_ms INTEGER NOT NULL,
+            error       TEXT,
+            case_id     TEXT                        -- R-1042
+        )""",
+        """CREATE TABLE call_recoveries (
+            id          {autoid},
+            call_id     INTEGER NOT NULL REFERENCES calls(id),
+            job_id      TEXT NOT NULL,
+            at          {ts} NOT NULL,
+            kind        TEXT NOT NULL,
+            duration_s  DOUBLE PRECISION NOT NULL,
+            detail      TEXT
+        )""",
+        """CREATE TABLE call_turns (
+            id          {autoid},
+            call_id     INTEGER NOT NULL REFERENCES calls(id),
+            job_id      TEXT NOT NULL,
+            at          {ts} NOT NULL,
+            latency_ms  INTEGER NOT NULL,
+            tool_ms     INTEGER NOT NULL DEFAULT 0
+        )""",
+    ):
+        conn.execute(sql)
+    for table in ("call_segments", "call_tools", "call_recoveries", "call_turns"):
+        conn.execute(f"CREATE INDEX {table}_call ON {table}(call_id, at)")
+    conn.execute("CREATE INDEX call_tools_case ON call_tools(case_id)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_core,
     _v2_search_and_return_kind,
     _v3_idempotency_and_call_scope,
+    _v4_call_records,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

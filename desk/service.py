@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from desk import validate
+from desk.calls import CallRecords
 from desk.db import Conflict, SqliteStore, Store, Tx, open_store
 from desk.devices import DeviceType, parse_device_type
 from desk.errors import (
@@ -78,6 +79,11 @@ class Desk:
 
     def close(self) -> None:
         self.store.close()
+
+    @property
+    def calls(self) -> CallRecords:
+        """Call records (desk/calls.py) on the same database."""
+        return CallRecords(self.store, self.clock)
 
     def _now(self) -> str:
         # Fixed width (always microseconds, always UTC) so stored text sorts by time.

@@ -52,7 +52,8 @@ def test_open_creates_the_schema_once(url: str) -> None:
         tables = {r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         )}  # fmt: skip
-    assert tables == {"cases", "notes", "history", "idempotency_keys", "desk_schema"}
+    assert tables == {"cases", "notes", "history", "idempotency_keys", "desk_schema", "calls",
+                      "call_segments", "call_tools", "call_recoveries", "call_turns"}  # fmt: skip
     desk.close()
 
 
