@@ -5,6 +5,8 @@ Routes
   POST|GET /api/connection-details older agent-starter-react shape (camelCase)
   GET  /healthz, /readyz, /metrics liveness, LiveKit reachability, Prometheus text
   POST /livekit/webhook            LiveKit webhooks (signed), feeds room gauges
+  GET  /api/console/...            staff console data (staff only; console.py)
+  /console                         the staff console page
   /                                the web page (static files)
 
 Only the two token routes are behind KAIWA_TOKEN_AUTH, the rate limit and the
@@ -38,6 +40,7 @@ from starlette.types import Scope
 from token_server.access import AccessMiddleware
 from token_server.auth import Authenticator
 from token_server.bodylimit import BodyLimitMiddleware
+from token_server.console import mount_console
 from token_server.errors import NO_STORE, ApiError, CatchAllMiddleware, error_response
 from token_server.metrics import Metrics
 from token_server.models import (
@@ -156,6 +159,7 @@ def create_app(
         if own_probe is not None:
             await own_probe.aclose()
         await guard.aclose()
+        console_desk.close()
 
     app = FastAPI(
         title="kaiwa token server",
@@ -351,6 +355,8 @@ def create_app(
         log.debug("webhook %s", event)
         return JSONResponse({"status": "ok"})
 
+    # the staff console's data (/api/console/..., staff only; token_server/console.py)
+    console_desk = mount_console(app, settings, auth=auth, proxies=proxies)
     mount_web(app, settings.web_dir)
 
     # Outermost last: access log/metrics → CORS → body limit → catch-all → routes.

@@ -1,0 +1,246 @@
+"""The staff console's data: JSON under /api/console/..., for staff only.
+
+Routes (all GET, all `Cache-Control: no-store`):
+  /api/console/me                 {"identity", "staff": true}
+  /api/console/summary            {"counts": {status: n, ...}, "total": n, "capped": bool}
+  /api/console/cases              the queue: ?status=&device=&q=&sort=&dir=&limit=
+                                  → {"cases": [row, ...], "total": n, "capped": bool}
+  /api/console/cases/{case_id}    one case with notes and history (desk.Case.to_dict())
+
+Who may read: the request authenticates like a token request (token_server/auth.py) and
+must be staff: a bearer key marked `staff`, or an authenticated identity (bearer key
+`identity=` or the trusted proxy's user header) listed in KAIWA_STAFF_IDENTITIES. Anyone
+else gets 403 `{"error": "forbidden"}` (401 when not authenticated at all; open mode has
+no staff, so the console needs bearer or proxy auth).
+
+The data comes from desk.Desk, opened from KAIWA_DESK_DB (the worker's setting, same
+default file), in a thread: the desk is synchronous. The desk reads at most 100 cases per
+query (desk.validate.limit), so counts and the queue say `capped` when they hit that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.responses import JSONResponse
+
+from desk import Case, CaseStatus, Desk, DeskError, parse_device_type, parse_status
+from desk.status import LIFECYCLE
+from token_server.auth import Authenticator
+from token_server.errors import NO_STORE, ApiError
+from token_server.proxies import TrustedProxies
+from token_server.settings import REPO_ROOT, Settings
+
+DESK_LIMIT = 100  # the desk's own cap per query
+_ORDER = {s.value: i for i, s in enumerate([*LIFECYCLE, CaseStatus.CANCELLED])}
+_CASE_ID = re.compile(r"^\s*(?:[Rr]\s*-?\s*)?\d{3,7}\s*$")
+
+
+class ConsoleSettings(BaseSettings):
+    """The one setting the console shares with the worker (agent/settings.py)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    desk_db: str = Field(
+        default=str(REPO_ROOT / "data" / "desk.sqlite3"), validation_alias="KAIWA_DESK_DB"
+    )
+
+
+class DeskHandle:
+    """Opens the desk on first use (migrations run once), shared by the routes."""
+
+    def __init__(self, target: str | Callable[[], str]) -> None:
+        self._target = target
+        self._desk: Desk | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Desk:
+        with self._lock:
+            if self._desk is None:
+                target = self._target() if callable(self._target) else self._target
+                self._desk = Desk.open(target)
+            return self._desk
+
+    def close(self) -> None:
+        if self._desk is not None:
+            self._desk.close()
+
+
+def row(case: Case) -> dict[str, Any]:
+    """One queue row: what the list shows and sorts by."""
+    return {
+        "id": case.id,
+        "customer_name": case.customer_name,
+        "device_type": case.device_type.value,
+        "status": case.status.value,
+        "quote_yen": case.quote_yen,
+        "return_date": case.return_date.isoformat() if case.return_date else None,
+        "return_kind": case.return_kind,
+        "created_at": case.created_at.isoformat(),
+        "updated_at": case.updated_at.isoformat(),
+        "changed_by": case.changed_by,
+        "symptom": case.symptom[:120],
+    }
+
+
+SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "id": lambda r: int(re.sub(r"\D", "", r["id"]) or 0),
+    "updated_at": lambda r: r["updated_at"],
+    "created_at": lambda r: r["created_at"],
+    "status": lambda r: _ORDER.get(r["status"], 99),
+    "customer_name": lambda r: r["customer_name"].casefold(),
+    "device_type": lambda r: r["device_type"],
+    "quote_yen": lambda r: (r["quote_yen"] is None, r["quote_yen"] or 0),
+    "return_date": lambda r: (r["return_date"] is None, r["return_date"] or ""),
+}
+
+
+def queue(
+    desk: Desk,
+    *,
+    status: str | None = None,
+    device: str | None = None,
+    q: str | None = None,
+    sort: str = "updated_at",
+    direction: str = "desc",
+    limit: int = DESK_LIMIT,
+) -> dict[str, Any]:
+    """The filtered, sorted queue (synchronous: run it in a thread)."""
+    if sort not in SORT_KEYS:
+        raise ApiError(400, "invalid_request", f"sort must be one of {', '.join(SORT_KEYS)}")
+    if direction not in ("asc", "desc"):
+        raise ApiError(400, "invalid_request", "dir must be asc or desc")
+    try:
+        status_v = parse_status(status).value if status else None
+        device_v = parse_device_type(device).value if device else None
+    except DeskError as e:
+        raise ApiError(400, "invalid_request", str(e)) from None
+    cases = (
+        desk.find_cases(status=status_v, limit=DESK_LIMIT)
+        if status_v
+        else desk.list_cases(limit=DESK_LIMIT)
+    )
+    capped = len(cases) >= DESK_LIMIT
+    text = (q or "").strip()
+    if text:
+        cases = _search(desk, cases, text, status_v)
+    if device_v:
+        cases = [c for c in cases if c.device_type.value == device_v]
+    rows = [row(c) for c in cases]
+    rows.sort(key=SORT_KEYS[sort], reverse=direction == "desc")
+    return {"cases": rows[: max(1, min(limit, DESK_LIMIT))], "total": len(rows), "capped": capped}
+
+
+def _search(desk: Desk, cases: list[Case], text: str, status: str | None) -> list[Case]:
+    folded = text.casefold()
+    digits = re.sub(r"\D", "", text)
+    hits = {
+        c.id: c
+        for c in cases
+        if folded in c.customer_name.casefold()
+        or folded in c.symptom.casefold()
+        or folded in c.id.casefold()
+        or (len(digits) >= 4 and digits in re.sub(r"\D", "", c.phone or ""))
+    }
+    try:  # the desk's own name matching (kana, romaji, word order)
+        for c in desk.find_cases(name=text, status=status, limit=DESK_LIMIT):
+            hits.setdefault(c.id, c)
+    except DeskError:
+        pass
+    if _CASE_ID.match(text):
+        try:
+            c = desk.get_case(text)
+            if status is None or c.status.value == status:
+                hits.setdefault(c.id, c)
+        except DeskError:
+            pass
+    return list(hits.values())
+
+
+def summary(desk: Desk) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    capped = False
+    for status in _ORDER:
+        n = len(desk.find_cases(status=status, limit=DESK_LIMIT))
+        counts[status] = n
+        capped = capped or n >= DESK_LIMIT
+    return {"counts": counts, "total": sum(counts.values()), "capped": capped}
+
+
+def mount_console(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    auth: Authenticator,
+    proxies: TrustedProxies,
+    desk_target: str | None = None,
+) -> DeskHandle:
+    """Add the /api/console routes; returns the desk handle (closed by the caller)."""
+    handle = DeskHandle(desk_target or (lambda: ConsoleSettings().desk_db))
+    staff_ids = frozenset(settings.staff_identities)
+    router = APIRouter(prefix="/api/console", include_in_schema=False)
+
+    def require_staff(request: Request) -> str:
+        peer = request.client.host if request.client else None
+        client_ip = proxies.client_ip(peer, request.headers.getlist("x-forwarded-for"))
+        principal = auth.authenticate(
+            request.headers, client_ip, from_trusted_proxy=proxies.is_trusted(peer)
+        )
+        if principal.staff or (principal.identity is not None and principal.identity in staff_ids):
+            return principal.identity or "staff"
+        raise ApiError(403, "forbidden", "the console is for staff only")
+
+    async def run(fn: Callable[[], Any]) -> JSONResponse:
+        try:
+            body = await asyncio.to_thread(fn)
+        except DeskError as e:
+            status = 404 if "no case" in str(e).lower() or "case number" in str(e).lower() else 400
+            code = "not_found" if status == 404 else "invalid_request"
+            raise ApiError(status, code, str(e)) from None
+        return JSONResponse(body, headers=NO_STORE)
+
+    @router.get("/me")
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"identity": require_staff(request), "staff": True}, headers=NO_STORE)
+
+    @router.get("/summary")
+    async def summary_route(request: Request) -> JSONResponse:
+        require_staff(request)
+        return await run(lambda: summary(handle.get()))
+
+    @router.get("/cases")
+    async def cases_route(
+        request: Request,
+        status: str | None = None,
+        device: str | None = None,
+        q: str | None = None,
+        sort: str = "updated_at",
+        dir: str = "desc",
+        limit: int = DESK_LIMIT,
+    ) -> JSONResponse:
+        require_staff(request)
+        return await run(
+            lambda: queue(
+                handle.get(),
+                status=status,
+                device=device,
+                q=q,
+                sort=sort,
+                direction=dir,
+                limit=limit,
+            )
+        )
+
+    @router.get("/cases/{case_id}")
+    async def case_route(request: Request, case_id: str) -> JSONResponse:
+        require_staff(request)
+        return await run(lambda: handle.get().get_case(case_id).to_dict())
+
+    app.include_router(router)
+    return handle
