@@ -1,11 +1,12 @@
 """The staff console's data: JSON under /api/console/..., for staff only.
 
-Routes (all GET, all `Cache-Control: no-store`):
+Routes (`Cache-Control: no-store`):
   /api/console/me                 {"identity", "staff": true}
   /api/console/summary            {"counts": {status: n, ...}, "total": n, "capped": bool}
   /api/console/cases              the queue: ?status=&device=&q=&sort=&dir=&limit=
                                   → {"cases": [row, ...], "total": n, "capped": bool}
   /api/console/cases/{case_id}    one case with notes and history (desk.Case.to_dict())
+  POST /api/console/cases/{case_id}/notes  {"text"} → the case; recorded as staff:<identity>
 
 Who may read: the request authenticates like a token request (token_server/auth.py) and
 must be staff: a bearer key marked `staff`, or an authenticated identity (bearer key
@@ -21,6 +22,7 @@ query (desk.validate.limit), so counts and the queue say `capped` when they hit 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections.abc import Callable
@@ -241,6 +243,19 @@ def mount_console(
     async def case_route(request: Request, case_id: str) -> JSONResponse:
         require_staff(request)
         return await run(lambda: handle.get().get_case(case_id).to_dict())
+
+    @router.post("/cases/{case_id}/notes")
+    async def add_note(request: Request, case_id: str) -> JSONResponse:
+        identity = require_staff(request)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            text = body["text"]
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, "invalid_request", 'expected {"text": "..."}') from None
+        if not isinstance(text, str):
+            raise ApiError(400, "invalid_request", "text must be a string")
+        actor = f"staff:{identity}"
+        return await run(lambda: handle.get().add_note(case_id, text, actor=actor).to_dict())
 
     app.include_router(router)
     return handle

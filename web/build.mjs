@@ -1,4 +1,5 @@
-// Bundle web/src into web/dist: index.html, app.js (+ .map), app.css.
+// Bundle web/src into web/dist: index.html, app.js (+ .map), app.css (the caller page) and
+// console.html, console.js, console.css (the staff console at /console).
 // `node build.mjs` builds once (minified); `node build.mjs --watch` rebuilds on change.
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -19,13 +20,19 @@ const html = {
       if (result.errors.length) return;
       const stamp = async (file) =>
         createHash('sha256').update(await readFile(join(dist, file))).digest('hex').slice(0, 10);
-      let page = await readFile(join(src, 'index.html'), 'utf8');
-      for (const file of ['app.js', 'app.css']) {
-        page = page.replace(`"${file}"`, `"${file}?v=${await stamp(file)}"`);
+      // the caller page and the staff console, each with its own bundle
+      for (const [htmlFile, assets] of [
+        ['index.html', ['app.js', 'app.css']],
+        ['console.html', ['console.js', 'console.css']],
+      ]) {
+        let page = await readFile(join(src, htmlFile), 'utf8');
+        for (const file of assets) {
+          page = page.replace(`"${file}"`, `"${file}?v=${await stamp(file)}"`);
+        }
+        await writeFile(join(dist, htmlFile), page);
       }
-      await writeFile(join(dist, 'index.html'), page);
       const sizes = await Promise.all(
-        ['app.js', 'app.css', 'index.html'].map(async (f) => `${f} ${((await readFile(join(dist, f))).length / 1024).toFixed(1)} KiB`),
+        ['app.js', 'app.css', 'index.html', 'console.js', 'console.css', 'console.html'].map(async (f) => `${f} ${((await readFile(join(dist, f))).length / 1024).toFixed(1)} KiB`),
       );
       console.log(`built web/dist: ${sizes.join(', ')}`);
     });
@@ -39,6 +46,8 @@ const options = {
   entryPoints: [
     { in: join(src, 'main.ts'), out: 'app' },
     { in: join(src, 'app.css'), out: 'app' },
+    { in: join(src, 'console', 'main.ts'), out: 'console' },
+    { in: join(src, 'console.css'), out: 'console' },
   ],
   outdir: dist,
   entryNames: '[name]',
