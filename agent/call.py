@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from desk import Desk
@@ -21,6 +21,9 @@ from .settings import Settings, SettingsError
 from .tools.access import Access
 from .tools.activity import ToolActivity
 from .tools.confirm import Confirmations
+
+if TYPE_CHECKING:
+    from .recorder import CallRecorder
 
 logger = logging.getLogger("kaiwa.call")
 
@@ -71,6 +74,7 @@ class CallState:
     confirmations: Confirmations = field(default_factory=Confirmations)
     activity: ToolActivity = field(default_factory=ToolActivity)
     running: dict[str, RunningCall] = field(default_factory=dict)
+    recorder: CallRecorder | None = None  # the call record (agent/recorder.py)
 
     @property
     def actor(self) -> str:

@@ -14,6 +14,10 @@
 says what was replayed or kept (e.g. `replayed_turns=3`, `same_session=True`); values are
 logged, never used as labels.
 
+The call being recovered hears of it too: the worker sets `recovery_listener` (a context
+variable, so each call's tasks see their own recorder even when calls share a process) to
+the call's recorder (agent/recorder.py), which keeps the recovery in the call record.
+
 The metrics live in prometheus_client's default registry. With `PROMETHEUS_MULTIPROC_DIR`
 set before prometheus_client is imported (the worker does this when `KAIWA_METRICS_PORT`
 is set), job processes write them to that directory and the worker's `/metrics` endpoint
@@ -22,7 +26,9 @@ aggregates them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -39,6 +45,12 @@ RECOVERY_SECONDS = Histogram(
     "Time from noticing a fault to having recovered from it, by kind",
     ["kind"],
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+)
+
+# (kind, duration_s, details) -> None; set per call by the worker, read in the call's tasks
+RecoveryListener = Callable[[str, float, dict[str, Any]], None]
+recovery_listener: contextvars.ContextVar[RecoveryListener | None] = contextvars.ContextVar(
+    "kaiwa_recovery_listener", default=None
 )
 
 # LogRecord attributes that `extra` may not overwrite (logging raises KeyError on them).
@@ -60,6 +72,12 @@ def record_recovery(kind: str, duration_s: float, **details: Any) -> None:
         RECOVERY_SECONDS.labels(kind=kind).observe(duration_s)
     except Exception:  # metrics must never break a recovery
         logger.exception("could not update recovery metrics", extra={"fault_kind": kind})
+    listener = recovery_listener.get()
+    if listener is not None:
+        try:
+            listener(kind, duration_s, dict(details))
+        except Exception:  # nor may the call record
+            logger.exception("could not record the recovery", extra={"fault_kind": kind})
     extra: dict[str, Any] = {"fault_kind": kind, "recovery_s": round(duration_s, 3)}
     for key, value in details.items():
         extra[f"detail_{key}" if key in _RESERVED or key in extra else key] = value

@@ -243,6 +243,28 @@ class Settings(BaseSettings):
     def _blank_idle_is_default(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
 
+    # --- call records, cost, traces (agent/recorder.py, agent/telemetry.py, desk/calls.py) ---
+    call_records: bool = Field(True, validation_alias="KAIWA_CALL_RECORDS")
+    call_flush_s: float = Field(1.0, gt=0, le=60, validation_alias="KAIWA_CALL_FLUSH_S")
+    call_retention_days: float | None = Field(
+        90.0, ge=0, validation_alias="KAIWA_CALL_RETENTION_DAYS"
+    )
+    # per 1M tokens, in `currency`; defaults and their source: .env.example
+    currency: str = Field("USD", min_length=1, max_length=8, validation_alias="KAIWA_CURRENCY")
+    price_input_text: float = Field(0.50, ge=0, validation_alias="KAIWA_PRICE_INPUT_TEXT")
+    price_input_audio: float = Field(3.00, ge=0, validation_alias="KAIWA_PRICE_INPUT_AUDIO")
+    price_output_text: float = Field(2.00, ge=0, validation_alias="KAIWA_PRICE_OUTPUT_TEXT")
+    price_output_audio: float = Field(12.00, ge=0, validation_alias="KAIWA_PRICE_OUTPUT_AUDIO")
+    price_cached_input: float | None = Field(
+        None, ge=0, validation_alias="KAIWA_PRICE_CACHED_INPUT"
+    )
+    otel_endpoint: str | None = Field(None, validation_alias="KAIWA_OTEL_ENDPOINT")
+
+    @field_validator("call_retention_days", "price_cached_input", "otel_endpoint", mode="before")
+    @classmethod
+    def _records_blank_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator(
         "google_api_key",
         "google_cloud_project",

@@ -14,7 +14,7 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, JobContext, JobExecutorType, room_io
 
-from token_server.roles import role_of
+from token_server.roles import CHANNEL_ATTRIBUTE, role_of
 
 from . import pii, tuning
 from .assistant import DEFAULT_INSTRUCTIONS, Assistant
@@ -29,6 +29,7 @@ from .lifecycle import (
     metrics_options,
     wait_for_caller,
 )
+from .recorder import purge_old_transcripts, start_recording
 from .resilience import end_call_when_model_lost
 from .session_store import open_handle_store
 from .settings import Settings, load_settings
@@ -71,6 +72,7 @@ def build_server(settings: Settings) -> AgentServer:
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     install_worker_recovery(server, settings)
+    purge_old_transcripts(settings)  # call-record retention (KAIWA_CALL_RETENTION_DAYS)
     return server
 
 
@@ -156,6 +158,7 @@ async def entrypoint(ctx: JobContext) -> None:
         language=settings.language,
         tool_timeout_s=settings.tool_timeout_s,
     )
+    recorder = start_recording(ctx, settings, call)  # the call record (agent/recorder.py)
     # keyed by room AND conversation: a reused room name never resumes another call
     handles = open_handle_store(settings, room_name, scope)
     resume_handle = await handles.load() if recovery is not None else None
@@ -176,6 +179,9 @@ async def entrypoint(ctx: JobContext) -> None:
     # Who is talking: the token server signed the role into the participant's attributes;
     # neither the page nor the model can change it. Tools and instructions follow it.
     call.access = Access(role=role_of(participant.attributes).value, identity=participant.identity)
+    recorder.identify(
+        call.access.role, participant.identity, participant.attributes.get(CHANNEL_ATTRIBUTE)
+    )
     tools = build_tools(settings, call.access.role)
     agent = Assistant(
         instructions=with_role(settings.resolved_instructions(), call.access),
@@ -186,6 +192,7 @@ async def entrypoint(ctx: JobContext) -> None:
         on_resumption_handle=handles.save,
         on_tools_cancelled=call.cancel_calls,
         on_caller_speech_started=call.confirmations.caller_started_speaking,
+        on_caller_speech_ended=recorder.caller_speech_ended,
         tool_policies=tool_policies(tools),
     )
     session: AgentSession[CallState] = AgentSession(
@@ -199,6 +206,7 @@ async def entrypoint(ctx: JobContext) -> None:
         ),
     )
     confirm.listen(session, call.confirmations)
+    recorder.attach(session)
     # Watch the caller from now on (a hang-up during session start counts too): a hang-up
     # ends the job at once; a dropped caller gets KAIWA_REJOIN_GRACE_S to rejoin.
     CallLifecycle(

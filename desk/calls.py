@@ -85,6 +85,9 @@ class Segment:
     speaker: str  # "caller" | "agent"
     text: str
     interrupted: bool = False
+    # the chat item it came from: a later, fuller final transcript of the same item (real
+    # Gemini sends the caller's words late and in pieces) replaces the text in place
+    item_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -435,7 +438,6 @@ def _write(tx: Tx, b: CallBatch, now: str) -> int:
         ("in_cached_tokens", u.input_cached),
         ("out_audio_tokens", u.output_audio),
         ("out_text_tokens", u.output_text),
-        ("segments", len(b.segments)),
         ("tool_calls", len(b.tools)),
         ("recoveries", len(b.recoveries)),
         ("turns", len(b.turns)),
@@ -449,12 +451,23 @@ def _write(tx: Tx, b: CallBatch, now: str) -> int:
     if b.ended_at is not None:
         sets += ["ended_at = ?", "end_reason = ?"]
         params += [_iso(b.ended_at), b.end_reason or "ended"]
+    added = 0
     for s in b.segments:
+        text = s.text[:_MAX_TEXT]
+        if s.item_id and tx.execute(
+            "UPDATE call_segments SET text = ?, interrupted = ? WHERE call_id = ? AND item_id = ?",
+            (text, int(s.interrupted), call_id, s.item_id),
+        ).rowcount:
+            continue
         tx.execute(
-            "INSERT INTO call_segments (call_id, job_id, at, speaker, text, interrupted) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (call_id, b.job_id, _iso(s.at), s.speaker, s.text[:_MAX_TEXT], int(s.interrupted)),
+            "INSERT INTO call_segments (call_id, job_id, item_id, at, speaker, text, interrupted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (call_id, b.job_id, s.item_id, _iso(s.at), s.speaker, text, int(s.interrupted)),
         )
+        added += 1
+    if added:
+        sets.append("segments = segments + ?")
+        params.append(added)
     for t in b.tools:
         if t.outcome not in OUTCOMES:
             raise ValueError(f"unknown tool outcome {t.outcome!r}")

@@ -134,6 +134,7 @@ def _v4_call_records(conn: Tx) -> None:
             id          {autoid},
             call_id     INTEGER NOT NULL REFERENCES calls(id),
             job_id      TEXT NOT NULL,
+            item_id     TEXT,                       -- the chat item; a later final replaces it
             at          {ts} NOT NULL,
             speaker     TEXT NOT NULL,              -- caller | agent
             text        TEXT NOT NULL,

@@ -119,6 +119,8 @@ class CallHooks:
     on_resumption_handle: Callable[[str], None] | None = None
     on_tools_cancelled: Callable[[list[str]], Any] | None = None
     on_caller_speech_started: Callable[[float], None] | None = None
+    # the caller's end of speech (time.monotonic() of the last voiced audio), as the gate saw it
+    on_caller_speech_ended: Callable[[float], None] | None = None
     tool_policies: Mapping[str, ToolPolicyView] = field(default_factory=dict)
 
 
@@ -302,6 +304,9 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
                 self._hooks.on_caller_speech_started(time.monotonic())
         elif edge == "ended":
             self.clock.due("caller_turn", time.monotonic())
+            if self._hooks.on_caller_speech_ended is not None:
+                silent_for = self.gate.now - (self.gate.turn_end or self.gate.now)
+                self._hooks.on_caller_speech_ended(time.monotonic() - silent_for)
         super().push_audio(frame)
 
     def _send_client_event(self, event: Any) -> None:

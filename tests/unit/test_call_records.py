@@ -237,3 +237,25 @@ def test_cli_lists_shows_and_purges(
     assert main(["--db", db, "calls", "purge"]) == 0
     assert "1 call(s)" in capsys.readouterr().out
     assert desk.calls.get_call(cid).segments == []
+
+
+def test_a_later_final_transcript_of_the_same_item_replaces_it(desk: Desk) -> None:
+    calls = desk.calls
+    cid = calls.write(first_batch(segments=[Segment(at(1), "caller", "Open a", item_id="it-1")]))
+    calls.write(
+        CallBatch(
+            scope="room-1:AJ_first",
+            room="room-1",
+            job_id="AJ_first",
+            segments=[
+                Segment(at(2), "agent", "Sure.", item_id="it-2"),
+                Segment(at(3), "caller", "Open a case please", item_id="it-1"),
+            ],
+        )
+    )
+    d = calls.get_call(cid)
+    assert [(s.speaker, s.text) for s in d.segments] == [
+        ("caller", "Open a case please"),
+        ("agent", "Sure."),
+    ]
+    assert d.call.segments == 2
