@@ -3,7 +3,7 @@
 
 import { ConnectionState, RoomEvent, Track, type RemoteParticipant, type RemoteTrack, type Room, type RpcInvocationData } from 'livekit-client';
 import { ATTR_AGENT_STATE, ATTR_TOOLS, TOPIC_TRANSCRIPTION, createRoom, findAgent, parseTools } from '../connection';
-import { formatDate, formatYen, statusName, t } from '../i18n';
+import { formatDate, formatYen, returnKindName, statusName, t } from '../i18n';
 import { Transcript } from '../transcript';
 import {
   ACTIONS,
@@ -453,7 +453,7 @@ function renderDetail(d: Detail): void {
     [ct('phone'), d.phone ?? '—'],
     [ct('email'), d.email ?? '—'],
     [ct('quote'), d.quote_yen === null ? ct('noQuote') : formatYen(d.quote_yen)],
-    [ct('returnDate'), d.return_date ? `${formatDate(d.return_date)}${d.return_kind ? ` (${d.return_kind})` : ''}` : ct('noReturn')],
+    [ct('returnDate'), d.return_date ? `${formatDate(d.return_date)}${d.return_kind ? ` (${returnKindName(d.return_kind)})` : ''}` : ct('noReturn')],
   ];
   ui.detailFields.replaceChildren(
     ...fields.flatMap(([k, v]) => {
@@ -497,6 +497,7 @@ function historyText(h: Detail['history'][number]): string {
   if (h.action === 'quote_yen') return `${ct('quote')}: ${h.new ? formatYen(Number(h.new)) : '—'}`;
   if (h.action === 'return_date') return `${ct('returnDate')}: ${h.new ? formatDate(h.new) : '—'}`;
   if (h.action === 'note') return ct('noteAdded');
+  if (h.action === 'return_kind') return `${ct('returnDate')}: ${h.new ? returnKindName(h.new) : '—'}`;
   return `${h.action}: ${h.old ?? '—'} → ${h.new ?? '—'}`;
 }
 

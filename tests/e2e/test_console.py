@@ -1,0 +1,294 @@
+"""The staff console in real headless Chromium, operated by the agent through page-declared
+UI actions: real livekit-server, the shared worker, a token server with a staff bearer key
+and the desk (demo data), and the Gemini fake scripting the model's tool calls.
+
+The page declares its actions (RPC kaiwa.ui.declare) when the agent joins; the worker offers
+them as ui_* tools plus get_screen (a Gemini session restart with the resumption handle, once
+the greeting is over). The tests share one page and one conversation, in order, like a clerk
+at the console. Screenshots go to docs/console-queue.png and docs/console-detail.png.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from desk import Desk
+from desk.seed import seed
+from tests.fakes.gemini_live import GeminiLiveFake
+from tests.fakes.gemini_live.conversation import FakeConversation
+from tests.fakes.gemini_live.records import SetupInfo
+from tests.support.browser import chromium, fake_mic_wav, find_chromium, in_ci
+from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
+
+from .conftest import AGENT_NAME, fresh_conversation
+
+try:
+    from playwright.async_api import BrowserContext, Page, async_playwright, expect
+except ImportError:  # pragma: no cover - the dev extra installs it
+    async_playwright = None  # type: ignore[assignment]
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
+DIST = ROOT / "web" / "dist"
+DOCS = ROOT / "docs"
+STAFF_KEY = "console-test-staff-key-0123456789"
+CALLER_KEY = "console-test-caller-key-0123456789"
+UI_TOOLS = {"ui_filter", "ui_open_case", "ui_next", "get_screen"}
+
+
+def _unavailable(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: browser tests must run)")
+    pytest.skip(reason)
+
+
+def output(response: dict[str, Any]) -> Any:
+    """A tool response's output, decoded (the plugin sends str(output))."""
+    assert "output" in response, response
+    out = response["output"]
+    if isinstance(out, str):
+        for decode in (json.loads, ast.literal_eval):
+            try:
+                return decode(out)
+            except (ValueError, SyntaxError):
+                continue
+    return out
+
+
+@dataclass
+class Console:
+    page: Page
+    conv: FakeConversation
+    errors: list[str] = field(default_factory=list)
+    round_trips_ms: list[float] = field(default_factory=list)
+
+    async def act(self, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The model calls a UI tool; returns the response the fake got (timed)."""
+        started = time.monotonic()
+        result = await self.conv.call_tool(tool, args or {}, timeout=20)
+        if tool.startswith("ui_"):
+            self.round_trips_ms.append((time.monotonic() - started) * 1000)
+        return result
+
+    async def screen(self) -> dict[str, Any]:
+        got = output(await self.conv.call_tool("get_screen", {}, timeout=20))
+        assert isinstance(got, dict), got
+        return got
+
+
+async def visible_ids(page: Page) -> list[str]:
+    return list(
+        await page.eval_on_selector_all("#queue-body tr", "rows => rows.map(r => r.dataset.caseId)")
+    )
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    if async_playwright is None:
+        _unavailable("python playwright is not installed")
+    path = find_chromium()
+    if path is None:
+        _unavailable("chromium not found (apt-get install chromium, or set CHROMIUM)")
+    if not (DIST / "console.html").is_file():
+        _unavailable("web/dist/console.html is not built (make web)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="module")
+def seeded_desk(desk_db: Path) -> Path:
+    desk = Desk.open(desk_db)
+    try:
+        if len(desk.find_cases(status="quoted", limit=10)) < 4:
+            seed(desk, customers=30, rng_seed=13)
+    finally:
+        desk.close()
+    return desk_db
+
+
+@pytest.fixture(scope="module")
+async def console_server(
+    livekit: LiveKitServer, stack_dir: Path, seeded_desk: Path
+) -> AsyncIterator[TokenServer]:
+    """A token server whose bearer keys make staff (alice) and a caller (no console)."""
+    env = worker_env(
+        livekit,
+        {},
+        KAIWA_AGENT_NAME=AGENT_NAME,
+        KAIWA_TOKEN_AUTH="bearer",
+        KAIWA_TOKEN_BEARER_KEYS=f"{STAFF_KEY} identity=alice staff, {CALLER_KEY} identity=bob",
+        KAIWA_MAX_SESSIONS_PER_IDENTITY="0",
+        KAIWA_DESK_DB=str(seeded_desk),
+    )
+    proc = TokenServer(env, stack_dir)
+    await proc.start_ready()
+    yield proc
+    await proc.stop()
+
+
+@pytest.fixture(scope="module")
+async def browser(
+    chromium_path: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[BrowserContext]:
+    mic = fake_mic_wav(SPEECH, tmp_path_factory.mktemp("mic") / "speech_48k.wav")
+    async with async_playwright() as pw, chromium(pw, chromium_path, mic_wav=mic) as ctx:
+        yield ctx
+
+
+@pytest.fixture(scope="module")
+async def console(
+    browser: BrowserContext,
+    console_server: TokenServer,
+    worker: Worker,
+    gemini: GeminiLiveFake,
+) -> AsyncIterator[Console]:
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    await page.add_init_script(f"sessionStorage.setItem('kaiwa.console.key', '{STAFF_KEY}')")
+    await page.goto(f"{console_server.url}/console")
+    await page.wait_for_function(
+        "() => window.kaiwaConsole && window.kaiwaConsole.ready", timeout=15_000
+    )
+
+    since = time.monotonic()
+    await page.click("#voice-start")
+    conv = await fresh_conversation(gemini, since, timeout=30)
+    conv.auto = False
+    await conv.wait_for_greeting_request(timeout=15)
+    await conv.speak(text="Hello, this is kaiwa.", seconds=1.0, barge_in=False)
+    # The page declared its actions when the agent joined; once the greeting is over the
+    # worker updates the tools (Gemini restarts and resumes the same conversation).
+    deadline = time.monotonic() + 20
+    while not UI_TOOLS <= set(SetupInfo(conv.setups[-1]).tool_names):
+        assert time.monotonic() < deadline, f"no UI tools: {SetupInfo(conv.setups[-1]).tool_names}"
+        await asyncio.sleep(0.1)
+    await conv.wait_for_connection(count=len(conv.setups), timeout=10)
+    c = Console(page=page, conv=conv, errors=errors)
+    yield c
+    if c.round_trips_ms:
+        rt = sorted(c.round_trips_ms)
+        p95 = rt[min(len(rt) - 1, round(0.95 * (len(rt) - 1)))]
+        print(
+            f"UI action round trip (fake's call → page → response at the fake), n={len(rt)}: "
+            f"p50 {statistics.median(rt):.0f} ms, p95 {p95:.0f} ms, max {rt[-1]:.0f} ms"
+        )
+    await page.evaluate("window.kaiwaConsole.room && window.kaiwaConsole.room.disconnect()")
+    await page.close()
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+async def test_console_api_is_for_staff_only(console_server: TokenServer) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=console_server.url) as http:
+        ok = await http.get(
+            "/api/console/summary", headers={"Authorization": f"Bearer {STAFF_KEY}"}
+        )
+        assert ok.status_code == 200 and ok.json()["counts"]["quoted"] >= 1, ok.text
+        refused = await http.get(
+            "/api/console/cases", headers={"Authorization": f"Bearer {CALLER_KEY}"}
+        )
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+        assert (await http.get("/api/console/cases/R-1001")).status_code == 401
+
+
+async def test_filter_to_quoted_filters_the_queue(console: Console) -> None:
+    page = console.page
+    result = await console.act("ui_filter", {"status": "quoted"})
+    assert "quoted" in str(output(result)), result
+    await expect(page.locator("#filter-status")).to_have_value("quoted")
+    badges = page.locator("#queue-body tr [data-col=status] .status-badge")
+    await expect(badges.first).to_be_visible()
+    statuses = await badges.evaluate_all("els => els.map(e => e.dataset.status)")
+    assert statuses and set(statuses) == {"quoted"}, statuses
+    # what the model sees is what is on screen
+    screen = await console.screen()
+    assert screen["filters"]["status"] == "quoted"
+    assert screen["visible"] == (await visible_ids(page))[: len(screen["visible"])]
+
+
+async def test_open_the_third_one_opens_what_was_third(console: Console) -> None:
+    page = console.page
+    await console.act("ui_filter", {"status": "all"})
+    await expect(page.locator("#filter-status")).to_have_value("")
+    on_screen = await visible_ids(page)
+    assert len(on_screen) >= 5
+    # "open the third one": the model reads the screen, then opens visible[2]
+    screen = await console.screen()
+    third = screen["visible"][2]
+    assert third == on_screen[2]
+    result = await console.act("ui_open_case", {"case_id": third})
+    assert third in str(output(result)), result
+    await expect(page.locator("#detail")).to_be_visible()
+    await expect(page.locator("#detail")).to_have_attribute("data-case-id", third)
+    await expect(page.locator("#detail-history li").first).to_contain_text("by ")
+    assert (await console.screen())["selected"] == third
+
+
+async def test_next_case_moves_on(console: Console) -> None:
+    page = console.page
+    on_screen = await visible_ids(page)
+    current = await page.get_attribute("#detail", "data-case-id")
+    assert current in on_screen
+    expected = on_screen[on_screen.index(current) + 1]
+    result = await console.act("ui_next")
+    assert expected in str(output(result)), result
+    await expect(page.locator("#detail")).to_have_attribute("data-case-id", expected)
+    # a bad argument comes back as a sentence, and nothing changes
+    bad = await console.act("ui_open_case", {"position": "third"})
+    assert "must be an integer" in bad.get("error", ""), bad
+    await expect(page.locator("#detail")).to_have_attribute("data-case-id", expected)
+
+
+async def test_case_opened_by_click_is_this_case(console: Console) -> None:
+    page = console.page
+    await page.click("#detail-back")
+    await expect(page.locator("#detail")).to_be_hidden()
+    row = page.locator("#queue-body tr").nth(4)
+    clicked = await row.get_attribute("data-case-id")
+    await row.click()
+    await expect(page.locator("#detail")).to_have_attribute("data-case-id", clicked or "")
+    # the context reaches the worker on its own (no action involved): poll get_screen
+    deadline = time.monotonic() + 5
+    while (screen := await console.screen())["selected"] != clicked:
+        assert time.monotonic() < deadline, screen
+        await asyncio.sleep(0.2)
+    assert screen["view"] == "case"
+    # and voice acts on it: a note typed by voice shows in the form as unsaved
+    await console.act("ui_fill_field", {"field": "note", "value": "Customer will call back."})
+    await expect(page.locator("#note-input")).to_have_value("Customer will call back.")
+    await expect(page.locator("#note-dirty")).to_be_visible()
+    assert (await console.screen())["form"]["dirty"] == ["note"]
+
+
+async def test_screenshots(console: Console) -> None:
+    page = console.page
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await console.act("ui_close")
+    await expect(page.locator("#detail")).to_be_hidden()
+    # Latin names first: this machine may lack CJK fonts for Japanese names
+    await console.act("ui_sort", {"by": "customer_name", "direction": "asc"})
+    await expect(page.locator("th[aria-sort=ascending] [data-sort=customer_name]")).to_be_visible()
+    DOCS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(DOCS / "console-queue.png"))
+    await console.act("ui_open_case", {"position": 2})
+    await expect(page.locator("#detail")).to_be_visible()
+    await page.screenshot(path=str(DOCS / "console-detail.png"))
+    assert console.errors == []
