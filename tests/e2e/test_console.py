@@ -263,6 +263,7 @@ async def test_case_opened_by_click_is_this_case(console: Console) -> None:
     await expect(page.locator("#detail")).to_be_hidden()
     row = page.locator("#queue-body tr").nth(4)
     clicked = await row.get_attribute("data-case-id")
+    clicked_at = time.monotonic()
     await row.click()
     await expect(page.locator("#detail")).to_have_attribute("data-case-id", clicked or "")
     # the context reaches the worker on its own (no action involved): poll get_screen
@@ -270,6 +271,7 @@ async def test_case_opened_by_click_is_this_case(console: Console) -> None:
     while (screen := await console.screen())["selected"] != clicked:
         assert time.monotonic() < deadline, screen
         await asyncio.sleep(0.2)
+    print(f"click → get_screen reports it: {(time.monotonic() - clicked_at) * 1000:.0f} ms")
     assert screen["view"] == "case"
     # and voice acts on it: a note typed by voice shows in the form as unsaved
     await console.act("ui_fill_field", {"field": "note", "value": "Customer will call back."})
