@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,7 @@ from agent.tools.page_actions import (
 )
 from agent.tools.screen_context import MAX_CONTEXT_BYTES, ScreenContext
 
-FILTER = {
+FILTER: dict[str, Any] = {
     "name": "filter",
     "description": "Filter the case queue.",
     "parameters": {
@@ -30,7 +32,7 @@ FILTER = {
         },
     },
 }
-OPEN = {
+OPEN: dict[str, Any] = {
     "name": "open_case",
     "description": "Open a case.",
     "parameters": {
@@ -43,8 +45,8 @@ OPEN = {
 }
 
 
-def declare(*actions: dict[str, object]) -> str:
-    return json.dumps({"v": 1, "actions": list(actions)})
+def declare(*actions: Mapping[str, object]) -> str:
+    return json.dumps({"v": 1, "actions": [dict(a) for a in actions]})
 
 
 def test_declaration_becomes_ui_tools_with_clean_schemas() -> None:
