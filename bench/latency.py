@@ -98,13 +98,14 @@ def pick_tool() -> tuple[str, dict[str, Any], float]:
     of the function body itself (without kaiwa's wrapper or the framework around it)."""
     name = "get_current_time"
     try:
-        import inspect
+        from types import SimpleNamespace
 
+        from agent.call import CallState, open_services
         from agent.settings import Settings
-        from agent.tools import build_tools, clock
+        from agent.tools import clock
 
-        build_tools(Settings(_env_file=None))  # configures services
-        body = inspect.unwrap(clock.get_current_time)
+        ctx = SimpleNamespace(userdata=CallState(services=open_services(Settings(_env_file=None))))
+        body = clock.get_current_time.__kaiwa_fn__  # type: ignore[attr-defined]
     except Exception as e:  # the tool or its module is not there (yet)
         log.warning("could not time %s in-process (%s); assuming 0", name, e)
         return name, {}, 0.0
@@ -113,7 +114,7 @@ def pick_tool() -> tuple[str, dict[str, Any], float]:
         times = []
         for _ in range(200):
             t = time.perf_counter()
-            await body(None)
+            await body(ctx=ctx)
             times.append(time.perf_counter() - t)
         return sorted(times)[len(times) // 2]
 

@@ -64,6 +64,17 @@ class ToolLedger:
             if entry.status is CallStatus.ANSWERED and entry.answered_on == self.connection:
                 entry.settled = True
 
+    def settled_or_cancelled(self, call_id: str) -> bool:
+        """True when an answer to this id would be dropped (withdrawn, or already given)."""
+        entry = self.entries.get(call_id)
+        if entry is None:
+            return False
+        if entry.status is CallStatus.CANCELLED:
+            return True
+        return entry.status is CallStatus.ANSWERED and (
+            entry.settled or entry.answered_on == self.connection
+        )
+
     def route(self, call_id: str) -> Route:
         """Where this function response goes; records the answer."""
         entry = self.entries.get(call_id)

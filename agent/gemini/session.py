@@ -495,6 +495,8 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         """Per-tool scheduling; True if any response expects Gemini to speak."""
         expects_reply = False
         for resp in event.function_responses or []:
+            if resp.id and self.ledger.settled_or_cancelled(resp.id):
+                continue  # will not be sent (connection.py): nothing to wait for
             policy = self._hooks.tool_policies.get(resp.name or "")
             sched = policy.scheduling if policy else None
             if sched and resp.scheduling is None and not self._opts.vertexai:

@@ -211,9 +211,11 @@ async def _run(
         state.running[call_id] = running
     token = current_call.set(CallContext(call_id, tool, guard, state))
     started = time.monotonic()
-    if state is not None:
-        await state.activity.started(tool)
     try:
+        if state is not None:
+            # inside the try: a cancel that lands while the page is told must still reach
+            # `finally`, or the indicator would show the tool forever
+            await state.activity.started(tool)
         async with asyncio.timeout(limit):
             return await fn(**kwargs)
     except TimeoutError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -287,6 +288,9 @@ async def test_tool_indicator_shows_while_a_tool_runs(live: Live, desk_db: Path)
     )  # fmt: skip
     indicator = page.locator("#tool-indicator")
     await expect(indicator).to_be_hidden()
+    # the page is an anonymous caller: they verify before any case is discussed
+    verified = await conv.call_tool("verify_caller", {"case_id": case.id, "phone_last4": "5678"})
+    assert "verified" in json.dumps(verified), verified
     # check_lab_progress takes ~3 s (KAIWA_LAB_DELAY_S): long enough to see on screen.
     call_id = await conv.send_tool_call("check_lab_progress", {"case_id": case.id})
     await expect(indicator).to_be_visible(timeout=5_000)
@@ -309,26 +313,40 @@ async def test_agent_shows_case_card_over_rpc(live: Live, desk_db: Path) -> None
         customer_name="Suzuki Hanako", phone="080-5555-0101", device_type="SSD",
         symptom="Laptop SSD not detected after a power cut.",
     )  # fmt: skip
+    desk.update_status(case.id, "diagnosing", actor="staff:lab")
+    desk.set_quote(case.id, 48000, actor="staff:lab")
     card = page.locator("#case-card")
+    # the page is an anonymous caller: verified first, then shown masked
+    verified = await conv.call_tool("verify_caller", {"case_id": case.id, "phone_last4": "0101"})
+    assert "verified" in json.dumps(verified), verified
     result = await conv.call_tool("show_case", {"case_id": case.id}, timeout=20)
     assert "output" in result and "true" in json.dumps(result).lower(), result
     await expect(card).to_be_visible(timeout=5_000)
     await expect(card).to_have_attribute("data-case-id", case.id)
-    await expect(page.locator("#case-status")).to_have_attribute("data-status", "received")
+    await expect(page.locator("#case-status")).to_have_attribute("data-status", "quoted")
     await expect(card).to_contain_text("Suzuki Hanako")
+    await expect(card).not_to_contain_text("080-5555-0101")
 
-    # A status change through the agent's tool updates the card in place.
-    result = await conv.call_tool(
-        "update_status", {"case_id": case.id, "status": "diagnosing"}, timeout=20
+    # The caller approves the quote: proposed, confirmed by their typed yes, and the card
+    # updates in place.
+    proposal = await conv.call_tool(
+        "respond_to_quote", {"case_id": case.id, "decision": "approve"}, timeout=20
     )
-    assert "diagnosing" in json.dumps(result), result
+    pid = re.search(r"cf-[0-9a-f]{6}", json.dumps(proposal))
+    assert pid is not None, proposal
+    await page.fill("#chat-input", "Yes, please go ahead.")
+    await page.press("#chat-input", "Enter")
+    await conv.wait_for_user_text(timeout=10)
+    result = await conv.call_tool("confirm_action", {"confirmation_id": pid.group(0)}, timeout=20)
+    assert "approved" in json.dumps(result), result
     await expect(page.locator("#case-status")).to_have_attribute(
-        "data-status", "diagnosing", timeout=5_000
+        "data-status", "approved", timeout=5_000
     )
-    await conv.speak(text=f"Case {case.id} is now being diagnosed.", barge_in=False)
+    assert desk.get_case(case.id).status.value == "approved"
+    await conv.speak(text=f"Case {case.id} is approved; recovery starts.", barge_in=False)
     # The card takes room from the transcript; its newest message must stay in view.
     newest = page.locator('#transcript .msg[data-speaker="agent"]').last
-    await expect(newest).to_contain_text("now being diagnosed", timeout=10_000)
+    await expect(newest).to_contain_text("recovery starts", timeout=10_000)
     await expect(newest).to_be_in_viewport()
     await page.wait_for_function(f"window.kaiwa.levels.agent < {QUIET}", timeout=10_000)
     await shot(page, "5-case-card")

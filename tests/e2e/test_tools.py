@@ -23,7 +23,7 @@ import pytest
 from livekit import rtc
 
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
-from tests.support.caller import Caller
+from tests.support.caller import Caller, load_wav
 from tests.support.stack import (
     STAFF_KEY,
     LiveKitServer,
@@ -41,6 +41,7 @@ from tests.support.tool_backends import (
 )
 
 AGENT = "kaiwa-tools"
+SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "speech_en.wav"
 TOOL_TIMEOUT_S = 3.0
 
 
@@ -244,11 +245,18 @@ async def test_cancel_changes_nothing_until_the_caller_confirms(
 
     # The model confirms on its own, before the caller said anything: refused, unchanged.
     early = await conv.call_tool("confirm_action", {"confirmation_id": proposal["confirmation_id"]})
-    assert "hasn't answered" in early.get("error", ""), early
+    assert "not said yes" in early.get("error", ""), early
     assert case_row(tools_db, case_id) == ("received", None)
 
-    # A generic / invented id after the caller spoke: refused, unchanged.
-    await conv.send_input_transcription("Yes, please cancel it.")
+    # The caller answers after hearing the summary (kaiwa's gate sees them speak), and
+    # Gemini's transcript of it arrives.
+    caller, _, _ = session
+    await caller.say_and_wait(load_wav(SPEECH))
+    await conv.wait_for_user_turn_end(timeout=15)
+    await conv.speak(
+        text="Cancelling it now.", seconds=0.5, input_transcript="Yes, please cancel it."
+    )
+    # A generic / invented id after the caller's yes: refused, unchanged.
     forged = await conv.call_tool("confirm_action", {"confirmation_id": "confirmed"})
     assert "no pending action" in forged.get("error", ""), forged
     assert case_row(tools_db, case_id) == ("received", None)

@@ -268,3 +268,12 @@ async def test_the_proxy_answers_each_id_once_and_gives_lost_ones_as_text() -> N
     text = inner.sent[1][1]["turns"][0].parts[0].text
     assert "R-1001" in text and "Do not call" in text and inner.sent[1][1]["turn_complete"]
     assert texts == [1]
+
+
+def test_a_withdrawn_call_is_not_waited_on() -> None:
+    ledger = ToolLedger()
+    ledger.connected()
+    ledger.issued("a", "add_note")
+    assert not ledger.settled_or_cancelled("a")
+    ledger.cancelled(["a"])
+    assert ledger.settled_or_cancelled("a")
