@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -74,6 +76,7 @@ async def records_worker(
         KAIWA_PRICE_OUTPUT_TEXT=str(PRICE_OUT_TEXT),
         KAIWA_STALL_TIMEOUT_S="3",
         KAIWA_LANGUAGE="en-US",
+        KAIWA_STATE_DIR=str(stack_dir / "records-sessions"),
     )
     proc = Worker(env, stack_dir, name="worker-records")
     await proc.start_and_register()
@@ -238,3 +241,62 @@ async def test_a_call_is_on_the_record(
         f"cost {call.cost:.6f} USD, turn latency p50 {call.latency_p50_ms} ms "
         f"p95 {call.latency_p95_ms} ms over {call.turns} turn(s)"
     )
+
+
+async def test_a_killed_job_and_its_replacement_make_one_record(
+    records_worker: Worker,
+    records_tokens: TokenServer,
+    gemini: GeminiLiveFake,
+    records_db: Path,
+) -> None:
+    caller = Caller(f"{records_tokens.url}/token", bearer=STAFF_KEY)
+    joined = time.monotonic()
+    await caller.join()
+    room = caller.room_name or ""
+    try:
+        first_agent = await caller.wait_for_agent(timeout=20)
+        conv = await fresh_conversation(gemini, since=joined, timeout=20)
+        conv.auto = False
+        await conv.wait_for_greeting_request(timeout=15)
+        await conv.speak(text="Hello before the crash.", seconds=0.8)
+        await caller.wait_for_agent_audio(seconds=0.5, timeout=15, since=joined)
+        await gemini.wait_until(lambda: conv.last_handle, timeout=10, what="a handle")
+        await asyncio.sleep(0.8)  # a flush or more after the greeting
+        line = await records_worker.wait_for_line(
+            rf'"session starting".*"room": "{room}"', timeout=30
+        )
+        connections = len(conv.connections)
+        os.kill(int(json.loads(line)["pid"]), signal.SIGKILL)
+
+        await caller.wait_until(
+            lambda: any(
+                p.identity != first_agent.identity and p.kind == first_agent.kind
+                for p in caller.room.remote_participants.values()
+            ),
+            timeout=30,
+            what="a replacement agent",
+        )
+        await conv.wait_for_connection(count=connections + 1, timeout=30)
+        req = await conv.wait_for_client_content(
+            lambda c: "previous agent process failed" in (c.instructions or ""), timeout=20
+        )
+        await conv.speak(text="Sorry, we were cut off.", seconds=0.8)
+        await caller.wait_for_agent_audio(seconds=0.5, timeout=15, since=req.at)
+        await asyncio.sleep(0.5)
+    finally:
+        await caller.leave()
+
+    record = await ended_record(records_db, room)
+    desk = Desk.open(records_db)
+    try:
+        assert len([c for c in desk.calls.list_calls(limit=50) if c.room == room]) == 1
+    finally:
+        desk.close()
+    assert len(record.call.jobs) == 2, record.call.jobs
+    texts = [(s.speaker, s.text) for s in record.segments]
+    assert in_order(
+        texts, [("agent", "Hello before the crash."), ("agent", "Sorry, we were cut off.")]
+    ), texts
+    kinds = [r.kind for r in record.recoveries]
+    assert "job_redispatch" in kinds, kinds
+    print(f"killed job: one record C-{record.call.id}, jobs {record.call.jobs}, {texts}")
