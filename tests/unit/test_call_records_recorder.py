@@ -330,3 +330,24 @@ def test_prices() -> None:
     assert p.cost(cached) == pytest.approx(10.0)  # no cached price: no discount
     discounted = Prices(input_audio=10.0, cached_input=1.0)
     assert discounted.cost(cached) == pytest.approx(5.0 + 0.5)
+
+
+def test_the_grafana_dashboard_uses_only_metrics_kaiwa_exports() -> None:
+    """docs/grafana-kaiwa.json is not run here; at least its metric names must exist."""
+    import re
+    from pathlib import Path
+
+    import agent.faults  # noqa: F401  (registers kaiwa_recoveries_*)
+
+    exported = {
+        s.name
+        for metric in REGISTRY.collect()
+        if metric.name.startswith("kaiwa_")
+        for s in metric.samples
+    } | {m.name for m in REGISTRY.collect() if m.name.startswith("kaiwa_")}
+    text = (Path(__file__).resolve().parents[2] / "docs" / "grafana-kaiwa.json").read_text()
+    used = set(re.findall(r"kaiwa_[a-z_]+", text))
+    base = {re.sub(r"_(bucket|total|count|sum)$", "", u) for u in used}
+    assert used and base <= {re.sub(r"_(bucket|total|count|sum)$", "", e) for e in exported}, (
+        base - exported
+    )
