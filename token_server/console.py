@@ -5,8 +5,15 @@ Routes (`Cache-Control: no-store`):
   /api/console/summary            {"counts": {status: n, ...}, "total": n, "capped": bool}
   /api/console/cases              the queue: ?status=&device=&q=&sort=&dir=&limit=
                                   → {"cases": [row, ...], "total": n, "capped": bool}
-  /api/console/cases/{case_id}    one case with notes and history (desk.Case.to_dict())
-  POST /api/console/cases/{case_id}/notes  {"text"} → the case; recorded as staff:<identity>
+  /api/console/cases/{case_id}    one case with notes and history (desk.Case.to_dict()),
+                                  plus "calls": the calls whose tools touched it
+  /api/console/calls              call records, most recent first: ?limit=&case=
+                                  → {"calls": [summary, ...]}
+  /api/console/calls/{call_id}    one call: {"call": summary, "timeline": [item, ...],
+                                  "turns": [...]}; the transcript with tool calls and
+                                  recoveries inline in time order (desk/calls.py)
+  POST /api/console/cases/{case_id}/notes  {"text"} → the case (with calls); recorded
+                                  as staff:<identity>
 
 Who may read: the request authenticates like a token request (token_server/auth.py) and
 must be staff: a bearer key marked `staff`, or an authenticated identity (bearer key
@@ -34,6 +41,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.responses import JSONResponse
 
 from desk import Case, CaseStatus, Desk, DeskError, parse_device_type, parse_status
+from desk.calls import CallDetail, CallNotFound, CallSummary, RecoveryRecord, Segment, ToolRecord
 from desk.status import LIFECYCLE
 from token_server.auth import Authenticator
 from token_server.errors import NO_STORE, ApiError
@@ -165,6 +173,69 @@ def _search(desk: Desk, cases: list[Case], text: str, status: str | None) -> lis
     return list(hits.values())
 
 
+CALLS_LIMIT = 200
+
+
+def call_row(call: CallSummary) -> dict[str, Any]:
+    """A call in a list: the desk's summary plus its duration and a display id."""
+    return {**call.to_dict(), "ref": f"C-{call.id}", "duration_s": call.duration_s}
+
+
+def _detail_json(detail: str) -> Any:
+    try:
+        return json.loads(detail) if detail else {}
+    except ValueError:
+        return {"text": detail}
+
+
+def timeline_item(item: Segment | ToolRecord | RecoveryRecord) -> dict[str, Any]:
+    at = item.at.isoformat()
+    if isinstance(item, Segment):
+        return {
+            "kind": "segment",
+            "at": at,
+            "speaker": item.speaker,
+            "text": item.text,
+            "interrupted": item.interrupted,
+        }
+    if isinstance(item, ToolRecord):
+        return {
+            "kind": "tool",
+            "at": at,
+            "call_key": item.call_key,
+            "name": item.name,
+            "arguments": item.arguments,  # redacted by the worker before it was stored
+            "outcome": item.outcome,
+            "duration_ms": item.duration_ms,
+            "error": item.error,
+            "case_id": item.case_id,
+        }
+    return {
+        "kind": "recovery",
+        "at": at,
+        "recovery": item.kind,
+        "duration_s": item.duration_s,
+        "detail": _detail_json(item.detail),
+    }
+
+
+def call_detail(detail: CallDetail) -> dict[str, Any]:
+    return {
+        "call": call_row(detail.call),
+        "timeline": [timeline_item(i) for i in detail.timeline()],
+        "turns": [
+            {"at": t.at.isoformat(), "latency_ms": t.latency_ms, "tool_ms": t.tool_ms}
+            for t in detail.turns
+        ],
+    }
+
+
+def case_with_calls(desk: Desk, case_id: str) -> dict[str, Any]:
+    case = desk.get_case(case_id)
+    calls = desk.calls.list_calls(limit=CALLS_LIMIT, case_id=case.id)
+    return {**case.to_dict(), "calls": [call_row(c) for c in calls]}
+
+
 def summary(desk: Desk) -> dict[str, Any]:
     counts: dict[str, int] = {}
     capped = False
@@ -201,6 +272,8 @@ def mount_console(
     async def run(fn: Callable[[], Any]) -> JSONResponse:
         try:
             body = await asyncio.to_thread(fn)
+        except CallNotFound as e:
+            raise ApiError(404, "not_found", str(e)) from None
         except DeskError as e:
             status = 404 if "no case" in str(e).lower() or "case number" in str(e).lower() else 400
             code = "not_found" if status == 404 else "invalid_request"
@@ -242,7 +315,24 @@ def mount_console(
     @router.get("/cases/{case_id}")
     async def case_route(request: Request, case_id: str) -> JSONResponse:
         require_staff(request)
-        return await run(lambda: handle.get().get_case(case_id).to_dict())
+        return await run(lambda: case_with_calls(handle.get(), case_id))
+
+    @router.get("/calls")
+    async def calls_route(
+        request: Request, limit: int = 50, case: str | None = None
+    ) -> JSONResponse:
+        require_staff(request)
+        n = max(1, min(limit, CALLS_LIMIT))
+        return await run(
+            lambda: {
+                "calls": [call_row(c) for c in handle.get().calls.list_calls(limit=n, case_id=case)]
+            }
+        )
+
+    @router.get("/calls/{call_id}")
+    async def call_route(request: Request, call_id: str) -> JSONResponse:
+        require_staff(request)
+        return await run(lambda: call_detail(handle.get().calls.get_call(call_id)))
 
     @router.post("/cases/{case_id}/notes")
     async def add_note(request: Request, case_id: str) -> JSONResponse:
@@ -255,7 +345,13 @@ def mount_console(
         if not isinstance(text, str):
             raise ApiError(400, "invalid_request", "text must be a string")
         actor = f"staff:{identity}"
-        return await run(lambda: handle.get().add_note(case_id, text, actor=actor).to_dict())
+
+        def note() -> dict[str, Any]:
+            desk = handle.get()
+            case = desk.add_note(case_id, text, actor=actor)
+            return case_with_calls(desk, case.id)
+
+        return await run(note)
 
     app.include_router(router)
     return handle

@@ -40,8 +40,8 @@ const none: Schema = { type: 'object', properties: {} };
 export const ACTIONS: ActionDecl[] = [
   {
     name: 'navigate',
-    description: 'Go to a view of the console: the case queue (closes an open case).',
-    parameters: { type: 'object', properties: { view: { type: 'string', enum: ['queue'] } }, required: ['view'] },
+    description: 'Go to a view of the console: the case queue (closes an open case), or the list of recorded calls.',
+    parameters: { type: 'object', properties: { view: { type: 'string', enum: ['queue', 'calls'] } }, required: ['view'] },
   },
   {
     name: 'filter',

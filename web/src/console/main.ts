@@ -23,6 +23,7 @@ import {
   refused,
   type ActionAnswer,
 } from './actions';
+import { callHeader, callRowEl, caseCallsEl, renderCallDetail, type CallDetail, type CallRow } from './calls';
 import { applyConsoleText, ct, deviceName, type CKey } from './i18n';
 
 // ---------------------------------------------------------------- types and state
@@ -46,13 +47,14 @@ interface Detail extends Row {
   email: string | null;
   notes: { at: string; author: string; text: string }[];
   history: { at: string; actor: string; action: string; old: string | null; new: string | null }[];
+  calls?: CallRow[];
 }
 
 type SortKey = (typeof SORT_KEYS)[number];
 type Field = 'search' | 'note';
 
 export interface ConsoleState {
-  view: 'queue' | 'case';
+  view: 'queue' | 'case' | 'calls' | 'call';
   filters: { status: string; device: string; q: string };
   sort: { by: SortKey; dir: 'asc' | 'desc' };
   rows: Row[];
@@ -63,6 +65,10 @@ export interface ConsoleState {
   note: string;
   focus: Field | null;
   counts: Record<string, number>;
+  calls: CallRow[];
+  callCursor: number;
+  call: CallDetail | null;
+  callFrom: 'calls' | 'case';
   loading: boolean;
   identity: string | null;
   voice: 'off' | 'connecting' | 'on';
@@ -90,6 +96,10 @@ const state: ConsoleState = {
   note: '',
   focus: null,
   counts: {},
+  calls: [],
+  callCursor: 0,
+  call: null,
+  callFrom: 'calls',
   loading: false,
   identity: null,
   voice: 'off',
@@ -143,6 +153,22 @@ const ui = {
   toast: $('toast'),
   audioSink: $('audio-sink'),
   transcript: $('transcript'),
+  tabCases: $<HTMLButtonElement>('tab-cases'),
+  tabCalls: $<HTMLButtonElement>('tab-calls'),
+  detailCalls: $('detail-calls'),
+  callsView: $('calls-view'),
+  callsHeaders: $('calls-headers'),
+  callsBody: $('calls-body'),
+  callsCount: $('calls-count'),
+  callsEmpty: $('calls-empty'),
+  callsScroll: $('calls-scroll'),
+  callDetail: $('call-detail'),
+  callTitle: $('call-title'),
+  callFields: $('call-fields'),
+  callTimeline: $('call-timeline'),
+  callPurged: $('call-purged'),
+  callBack: $<HTMLButtonElement>('call-back'),
+  callScroll: $('call-scroll'),
 };
 
 let room: Room | undefined;
@@ -282,6 +308,64 @@ function closeCase(): void {
   ui.body.focus({ preventScroll: true });
 }
 
+// ---------------------------------------------------------------- calls (desk call records)
+
+async function loadCalls(): Promise<void> {
+  const body = await api<{ calls: CallRow[] }>('api/console/calls?limit=100');
+  const keep = state.calls[state.callCursor]?.ref;
+  state.calls = body.calls;
+  const at = keep ? state.calls.findIndex((c) => c.ref === keep) : -1;
+  state.callCursor = at >= 0 ? at : 0;
+  state.error = null;
+}
+
+/** The call list (reloaded each time it is shown: calls end and new ones start). */
+async function showCalls(): Promise<void> {
+  state.view = 'calls';
+  state.call = null;
+  render();
+  ui.callsBody.focus({ preventScroll: true });
+  try {
+    await loadCalls();
+  } catch (err) {
+    handleLoadError(err);
+  }
+  render();
+}
+
+function showCases(): void {
+  Object.assign(state, { view: 'queue', detail: null, selected: null, note: '', call: null });
+  render();
+  ui.body.focus({ preventScroll: true });
+}
+
+async function openCall(ref: string, from: 'calls' | 'case'): Promise<CallDetail> {
+  const detail = await api<CallDetail>(`api/console/calls/${encodeURIComponent(ref)}`);
+  state.call = detail;
+  state.callFrom = from;
+  state.view = 'call';
+  const at = state.calls.findIndex((c) => c.ref === detail.call.ref);
+  if (at >= 0) state.callCursor = at;
+  render();
+  ui.callScroll.scrollTo({ top: 0 });
+  ui.callTitle.focus({ preventScroll: true });
+  return detail;
+}
+
+function closeCall(): void {
+  if (state.callFrom === 'case' && state.detail) {
+    state.view = 'case';
+    state.call = null;
+    render();
+    ui.detailTitle.focus({ preventScroll: true });
+    return;
+  }
+  state.view = 'calls';
+  state.call = null;
+  render();
+  ui.callsBody.focus({ preventScroll: true });
+}
+
 /** Move through the queue: in the detail view this opens the neighbouring case. */
 async function step(delta: 1 | -1): Promise<Row | null> {
   if (state.rows.length === 0) return null;
@@ -350,7 +434,25 @@ function render(): void {
   ui.empty.hidden = state.loading || state.rows.length > 0;
   ui.count.textContent = state.loading && state.rows.length === 0 ? ct('loading') : ct('shown', { n: state.rows.length, total: state.total });
   ui.queueView.dataset.loading = String(state.loading);
+  ui.queueView.hidden = state.view !== 'queue';
   document.body.dataset.view = state.view;
+  const onCalls = state.view === 'calls' || state.view === 'call';
+  ui.tabCases.setAttribute('aria-current', onCalls ? 'false' : 'page');
+  ui.tabCalls.setAttribute('aria-current', onCalls ? 'page' : 'false');
+
+  // calls
+  ui.callsView.hidden = state.view !== 'calls';
+  ui.callsHeaders.replaceChildren(...callHeader());
+  ui.callsBody.replaceChildren(...state.calls.map((c, i) => callRowEl(c, i, state.callCursor, (ref, at) => {
+    state.callCursor = at;
+    void openCall(ref, 'calls').catch(handleLoadError);
+  })));
+  ui.callsBody.setAttribute('aria-activedescendant', state.calls[state.callCursor] ? `call-row-${state.calls[state.callCursor]!.id}` : '');
+  ui.callsEmpty.hidden = state.calls.length > 0;
+  ui.callsCount.textContent = ct('callsShown', { n: state.calls.length });
+  ui.callDetail.hidden = state.view !== 'call' || !state.call;
+  ui.callDetail.dataset.callId = state.call?.call.ref ?? '';
+  if (state.call) renderCallDetail({ title: ui.callTitle, fields: ui.callFields, timeline: ui.callTimeline, purged: ui.callPurged }, state.call, (id) => void openCase(id).catch(handleLoadError));
 
   // detail
   ui.detail.hidden = state.view !== 'case' || !state.detail;
@@ -388,6 +490,7 @@ function summaryItem(status: string, label: string, n: number): HTMLElement {
 
 function closeIfOpen(): void {
   if (state.view === 'case') closeCase();
+  else if (state.view !== 'queue') showCases();
 }
 
 function header(key: SortKey): HTMLElement {
@@ -489,6 +592,7 @@ function renderDetail(d: Detail): void {
       return li;
     }),
   );
+  ui.detailCalls.replaceChildren(...caseCallsEl(d.calls ?? [], (ref) => void openCall(ref, 'case').catch(handleLoadError)));
 }
 
 function historyText(h: Detail['history'][number]): string {
@@ -529,6 +633,7 @@ export function screenContext(): Record<string, unknown> {
         : null,
     focus: state.focus,
   };
+  if (state.view === 'call' && state.call) ctx.call = { id: state.call.call.ref, identity: state.call.call.identity, started_at: state.call.call.started_at };
   const selected = state.detail;
   if (selected) ctx.selected_summary = { id: selected.id, customer: selected.customer_name, status: selected.status, device: selected.device_type };
   // keep it under the limit: fewer visible ids first
@@ -569,7 +674,11 @@ async function sendContext(force = false): Promise<void> {
 type Handler = (args: Record<string, unknown>) => Promise<ActionAnswer>;
 
 const handlers: Record<string, Handler> = {
-  async navigate() {
+  async navigate(args) {
+    if (args.view === 'calls') {
+      await showCalls();
+      return done(`Showing the ${state.calls.length} most recent calls.`);
+    }
     closeIfOpen();
     return done('Showing the case queue.');
   },
@@ -816,6 +925,23 @@ ui.keyForm.addEventListener('submit', (e) => {
   void boot();
 });
 
+ui.tabCases.addEventListener('click', showCases);
+ui.tabCalls.addEventListener('click', () => void showCalls());
+ui.callBack.addEventListener('click', closeCall);
+
+ui.callsBody.addEventListener('keydown', (e) => {
+  const move = e.key === 'ArrowDown' || e.key === 'j' ? 1 : e.key === 'ArrowUp' || e.key === 'k' ? -1 : 0;
+  if (move) {
+    e.preventDefault();
+    state.callCursor = Math.max(0, Math.min(state.calls.length - 1, state.callCursor + move));
+    render();
+    document.getElementById(`call-row-${state.calls[state.callCursor]?.id}`)?.scrollIntoView({ block: 'nearest' });
+  } else if (e.key === 'Enter' && state.calls[state.callCursor]) {
+    e.preventDefault();
+    void openCall(state.calls[state.callCursor]!.ref, 'calls').catch(handleLoadError);
+  }
+});
+
 ui.body.addEventListener('keydown', (e) => {
   if (e.key === 'ArrowDown' || e.key === 'j') {
     e.preventDefault();
@@ -837,10 +963,18 @@ document.addEventListener('keydown', (e) => {
   const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLSelectElement;
   if (e.key === 'Escape') {
     if (typing) (e.target as HTMLElement).blur();
+    else if (state.view === 'call') closeCall();
     else if (state.view === 'case') closeCase();
     return;
   }
   if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key === '1' || e.key === '2') {
+    e.preventDefault();
+    if (e.key === '1') showCases();
+    else void showCalls();
+    return;
+  }
+  if (state.view === 'calls' || state.view === 'call') return;
   if (e.key === '/') {
     e.preventDefault();
     focusField('search');
