@@ -177,11 +177,36 @@ def _v4_call_records(conn: Tx) -> None:
     conn.execute("CREATE INDEX call_tools_case ON call_tools(case_id)")
 
 
+def _v5_jobs(conn: Tx) -> None:
+    """Background jobs (desk/jobs.py): who started which allow-listed job, with what
+    arguments, and how it ended (exit status, output tail, duration; result delivered)."""
+    conn.execute(
+        """CREATE TABLE jobs (
+            id           TEXT PRIMARY KEY,          -- J-<hex>
+            scope        TEXT NOT NULL,             -- the call (room:first job id)
+            actor        TEXT NOT NULL,             -- staff:alice
+            name         TEXT NOT NULL,             -- the allow-listed job
+            arguments    TEXT NOT NULL,             -- JSON, validated parameters
+            status       TEXT NOT NULL,             -- running, succeeded, failed, ...
+            started_at   {ts} NOT NULL,
+            ended_at     {ts},
+            exit_code    INTEGER,
+            output       TEXT NOT NULL DEFAULT '',  -- the tail of its output
+            duration_ms  INTEGER,
+            pid          INTEGER,
+            delivered_at {ts}                       -- its result went to the model (once)
+        )"""
+    )
+    conn.execute("CREATE INDEX jobs_scope ON jobs(scope, started_at)")
+    conn.execute("CREATE INDEX jobs_started ON jobs(started_at)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_core,
     _v2_search_and_return_kind,
     _v3_idempotency_and_call_scope,
     _v4_call_records,
+    _v5_jobs,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
