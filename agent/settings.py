@@ -83,9 +83,9 @@ class Settings(BaseSettings):
     use_vertexai: bool = Field(False, validation_alias="GOOGLE_GENAI_USE_VERTEXAI")
     google_cloud_project: str | None = Field(None, validation_alias="GOOGLE_CLOUD_PROJECT")
     google_cloud_location: str = Field("us-central1", validation_alias="GOOGLE_CLOUD_LOCATION")
-    model: str = Field(
-        "gemini-2.5-flash-native-audio-preview-12-2025", validation_alias="KAIWA_MODEL"
-    )
+    # GA since 2026-09 (2.5 native audio is a preview); tools are declared one by one, so
+    # 3.8's non-blocking default never applies by accident (agent/gemini/families.py)
+    model: str = Field("gemini-3.8-live", validation_alias="KAIWA_MODEL")
     voice: str = Field("Puck", validation_alias="KAIWA_VOICE")
     language: str | None = Field(None, validation_alias="KAIWA_LANGUAGE")
     instructions: str | None = Field(None, validation_alias="KAIWA_INSTRUCTIONS")

@@ -83,6 +83,8 @@ async def fault_worker(
         KAIWA_GO_AWAY_MARGIN_S="1",
         KAIWA_LAB_DELAY_S="1.5",
         KAIWA_LANGUAGE="en-US",  # one goodbye clip, not both languages
+        # the 2.5 family here; the default (3.8) runs in the other e2e modules
+        KAIWA_MODEL="gemini-2.5-flash-native-audio-preview-12-2025",
     )
     proc = Worker(env, stack_dir, name="worker-faults")
     await proc.start_and_register()

@@ -28,7 +28,7 @@ async def test_participant_talks_to_agent_end_to_end(
     # The worker opened a Gemini session with the configured model, voice and instructions.
     conv = await fresh_conversation(gemini, since=started, timeout=20)
     conv.auto = False
-    assert conv.model == "models/gemini-2.5-flash-native-audio-preview-12-2025"
+    assert conv.model == "models/gemini-3.8-live"
     assert conv.voice == TEST_VOICE
     assert TEST_INSTRUCTIONS in (conv.system_instruction or "")
 

@@ -28,7 +28,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_env_example_parses_to_defaults(clean_env: Path) -> None:
     (clean_env / ".env").write_text((ROOT / ".env.example").read_text())
     s = load_settings()
-    assert s.model == "gemini-2.5-flash-native-audio-preview-12-2025"
+    assert s.model == "gemini-3.8-live"
     assert s.agent_name == "kaiwa"
     assert s.language is None and s.temperature is None
     assert len(s.livekit_api_secret.get_secret_value()) >= 32
