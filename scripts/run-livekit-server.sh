@@ -40,4 +40,13 @@ fi
 BIN=$(scripts/ensure-livekit-server.sh)
 # Keys go through the environment, not argv, so they don't show up in `ps`.
 export LIVEKIT_KEYS="$LIVEKIT_API_KEY: $LIVEKIT_API_SECRET"
-exec "$BIN" --config "$ROOT/livekit.yaml" "$@"
+# livekit.yaml's webhooks are signed with this key (the env var overrides `webhook.api_key`).
+export LIVEKIT_WEBHOOK_API_KEY="$LIVEKIT_API_KEY"
+config="$ROOT/livekit.yaml"
+token_port=${KAIWA_TOKEN_PORT:-8080}
+if [ "$token_port" != 8080 ]; then  # the webhook goes to the token server's port
+  config="${TMPDIR:-/tmp}/kaiwa-livekit-$token_port.yaml"
+  sed "s#http://127.0.0.1:8080/livekit/webhook#http://127.0.0.1:$token_port/livekit/webhook#" \
+    "$ROOT/livekit.yaml" >"$config"
+fi
+exec "$BIN" --config "$config" "$@"

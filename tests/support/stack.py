@@ -170,6 +170,8 @@ class LiveKitServer:
     port: int = field(default_factory=free_port)
     tcp_port: int = field(default_factory=free_port)
     udp_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
+    # livekit.yaml's webhook goes to `make run`'s token server; tests send none unless asked
+    webhook_url: str | None = None
     process: ManagedProcess | None = None
 
     @property
@@ -177,11 +179,14 @@ class LiveKitServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def config(self, workdir: Path) -> Path:
-        """livekit.yaml from the repo, with this instance's ports."""
+        """livekit.yaml from the repo, with this instance's ports (and webhook, if any)."""
         cfg = yaml.safe_load((ROOT / "livekit.yaml").read_text())
         cfg["port"] = self.port
         cfg["rtc"]["tcp_port"] = self.tcp_port
         cfg["rtc"]["udp_port"] = self.udp_port
+        cfg.pop("webhook", None)
+        if self.webhook_url:
+            cfg["webhook"] = {"api_key": API_KEY, "urls": [self.webhook_url]}
         path = workdir / f"livekit-{self.port}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         return path
