@@ -161,6 +161,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         self._down_reason = ""
         self._lost_turn_at: float | None = None  # audio time of a turn a resume must replay
         self._resume_action: str | None = None  # "replay" | "continue", done on reconnect
+        self._last_action: str | None = None
         self._recoveries_for_turn = 0
         self._audio_backlog: deque[types.LiveClientRealtimeInput] = deque(
             maxlen=max(1, int(k.audio_buffer_s / self._chunk_s))
@@ -260,6 +261,8 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         self._down_since = None
         self._down_reason = ""
         self._go_away = None
+        if self._go_away_task is not None and not self._go_away_task.done():
+            self._go_away_task.cancel()  # that GoAway was for a connection already gone
 
     # ------------------------------------------------------------------ what arrives
 
@@ -370,6 +373,7 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         action, self._resume_action = self._resume_action, None
         if action is None:
             return
+        self._last_action = action
         if action == "replay" and self._lost_turn_at is not None:
             self._recoveries_for_turn += 1
             if self._recoveries_for_turn == 1:
@@ -419,9 +423,11 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
                 late.silent_for,
                 late.reason,
             )
-            if late.reason in ("caller_turn", "recovery"):
-                self._plan_replay()
-            elif late.reason in ("client_turn", "mid_reply"):
+            if late.reason == "caller_turn" or (
+                late.reason == "recovery" and self._last_action == "replay"
+            ):
+                self._plan_replay()  # a second time for the same turn asks to repeat
+            elif late.reason in ("client_turn", "mid_reply", "recovery"):
                 self._resume_action = "continue"
             self.clock.reply_ended(time.monotonic())
             self._note_down(f"stall_{late.reason}")
@@ -441,6 +447,8 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
     def _mark_current_generation_done(self) -> None:
         super()._mark_current_generation_done()
         self._reply_done_at = time.monotonic()
+        # also on a lost connection: a reply that died with its socket is not "streaming"
+        self.clock.generating = False
 
     # ------------------------------------------------------------------ GoAway
 

@@ -277,3 +277,10 @@ def test_a_withdrawn_call_is_not_waited_on() -> None:
     assert not ledger.settled_or_cancelled("a")
     ledger.cancelled(["a"])
     assert ledger.settled_or_cancelled("a")
+
+
+def test_a_reply_cut_by_a_lost_connection_is_not_overdue_later() -> None:
+    clock = ReplyClock(bound_s=2)
+    clock.reply_started(0)
+    clock.generating = False  # what the session does when the generation ends with the socket
+    assert clock.overdue(100) is None
