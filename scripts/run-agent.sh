@@ -14,6 +14,12 @@ if [ -f .env ]; then
   eval "$environment" 2>/dev/null || true
 fi
 export KAIWA_MAX_SESSIONS="${KAIWA_MAX_SESSIONS:-4}"
+# Keep one job process warm (prewarmed by KAIWA_PREWARM) so the first caller doesn't wait
+# for a process to start (up to 11 s in a trial). `dev` only changes the framework's
+# DEFAULT to 0 idle processes (ServerEnvOption dev_default=0 in livekit-agents 1.8.9
+# worker.py); an explicit num_idle_processes is used as given in dev mode too, and `dev`
+# no longer reloads on file changes (it only warns), so `dev` + this setting is enough.
+export KAIWA_NUM_IDLE_PROCESSES="${KAIWA_NUM_IDLE_PROCESSES:-1}"
 .venv/bin/python agent/agent.py dev
 code=$?
 [ "$code" -eq 0 ] && exit 0
