@@ -23,6 +23,7 @@ from .tools.activity import ToolActivity
 from .tools.confirm import Confirmations
 
 if TYPE_CHECKING:
+    from .jobs import JobManager
     from .recorder import CallRecorder
 
 logger = logging.getLogger("kaiwa.call")
@@ -75,6 +76,7 @@ class CallState:
     activity: ToolActivity = field(default_factory=ToolActivity)
     running: dict[str, RunningCall] = field(default_factory=dict)
     recorder: CallRecorder | None = None  # the call record (agent/recorder.py)
+    jobs: JobManager | None = None  # background jobs, staff calls (agent/tools/jobs.py)
 
     @property
     def actor(self) -> str:
@@ -101,6 +103,8 @@ class CallState:
     def cancel_all(self) -> int:
         """The call is ending: nothing may still write after it."""
         n = self.cancel_calls(list(self.running), by_model=False)
+        if self.jobs is not None:
+            n += self.jobs.cancel_all()  # their process groups are killed
         if n:
             logger.info("call ended with %d tool call(s) running; cancelled them", n)
         return n

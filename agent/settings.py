@@ -23,6 +23,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from token_server.devkeys import DEV_API_KEY, DEV_API_SECRET, credential_problem
 
+from .jobs import JobSpec, example_jobs
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Sensitivity = Literal["high", "low", "default"]
@@ -264,6 +266,37 @@ class Settings(BaseSettings):
     @classmethod
     def _records_blank_is_unset(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
+
+    # --- background jobs (agent/jobs.py, agent/tools/jobs.py; staff only) ---
+    # more allow-listed jobs: a JSON list of JobSpec objects (a name already taken by an
+    # example replaces it)
+    jobs: Annotated[list[JobSpec], NoDecode] = Field(
+        default_factory=list, validation_alias="KAIWA_JOBS"
+    )
+    jobs_examples: bool = Field(True, validation_alias="KAIWA_JOBS_EXAMPLES")
+    jobs_dir: Path = Field(PROJECT_ROOT / "data" / "jobs", validation_alias="KAIWA_JOBS_DIR")
+    jobs_diagnose_s: float = Field(30.0, gt=0, le=3600, validation_alias="KAIWA_JOBS_DIAGNOSE_S")
+    jobs_max_running: int = Field(3, ge=1, le=20, validation_alias="KAIWA_JOBS_MAX_RUNNING")
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _jobs_json(cls, v: object) -> object:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return []
+        if isinstance(v, str):
+            try:
+                return json.loads(v)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"KAIWA_JOBS is not valid JSON ({e})") from None
+        return v
+
+    def allowed_jobs(self) -> list[JobSpec]:
+        """The shipped examples (unless KAIWA_JOBS_EXAMPLES=false), then KAIWA_JOBS."""
+        found = {j.name: j for j in example_jobs(diagnose_s=self.jobs_diagnose_s)}
+        if not self.jobs_examples:
+            found = {}
+        found.update({j.name: j for j in self.jobs})
+        return list(found.values())
 
     @field_validator(
         "google_api_key",

@@ -34,6 +34,7 @@ from .resilience import end_call_when_model_lost
 from .session_store import open_handle_store
 from .settings import Settings, load_settings
 from .tools import build_tools, confirm, page_actions
+from .tools import jobs as job_tools
 from .tools.access import Access
 from .tools.runtime import TOOLS_ATTRIBUTE, policy_of
 
@@ -246,6 +247,8 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.room.local_participant.register_rpc_method(CONFIRM_RPC, on_confirm)
     # the page's declared UI actions and screen context: this session's ui_* / get_screen tools
     await page_actions.attach(ctx.room, agent, session, participant.identity, call=call)
+    # staff calls: allow-listed background jobs, progress on kaiwa.jobs, the result once
+    await job_tools.attach(ctx.room, session, call, participant.identity, settings)
 
     async def publish_tools(value: str) -> None:
         await ctx.room.local_participant.set_attributes({TOOLS_ATTRIBUTE: value})

@@ -8,6 +8,7 @@
   and its screen context (get_screen); wired per call in worker.py, not listed here
 - mcp.py     tools of MCP servers (KAIWA_MCP_SERVERS)
 - openapi.py operations of an OpenAPI 3 backend (KAIWA_OPENAPI_*)
+- jobs.py    allow-listed background jobs (start_job, job_status, cancel_job; staff)
 - builtin.py Gemini's own Google Search / code execution
 
 Adding a Python tool: write an `async def` taking `ctx: RunContext` in one of these
@@ -22,6 +23,7 @@ from livekit.agents import llm
 from ..settings import Settings
 from . import clock, desk, runtime, screen
 from .builtin import build_builtin_tools
+from .jobs import build_job_tools
 from .mcp import build_mcp_toolsets
 from .openapi import build_openapi_toolsets
 
@@ -44,5 +46,6 @@ def build_tools(settings: Settings, role: str = "staff") -> list[llm.Tool | llm.
     if role == "staff":
         tools += build_mcp_toolsets(settings)
         tools += build_openapi_toolsets(settings)
+        tools += build_job_tools(settings.allowed_jobs())
     tools += build_builtin_tools(settings)
     return tools
