@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     # --- resilience (Gemini connection; see docs/reliability.md) ---
     setup_timeout_s: float = Field(10.0, gt=0, validation_alias="KAIWA_SETUP_TIMEOUT_S")
     # a reply is due (the caller stopped speaking, a tool answered) and Gemini sent nothing
-    stall_timeout_s: float = Field(8.0, gt=0, validation_alias="KAIWA_STALL_TIMEOUT_S")
+    stall_timeout_s: float = Field(6.0, gt=0, validation_alias="KAIWA_STALL_TIMEOUT_S")
     # int16 RMS above which the caller's audio counts as speech (the reply clock's gate)
     speech_rms: float = Field(400.0, gt=0, validation_alias="KAIWA_SPEECH_RMS")
     max_reconnects: int = Field(6, ge=1, validation_alias="KAIWA_MAX_RECONNECTS")

@@ -98,7 +98,7 @@ class ToolPolicyView:
 @dataclass(frozen=True)
 class ResilienceOptions:
     setup_timeout_s: float = 10.0
-    stall_timeout_s: float = 8.0  # a reply due and no server message: recover
+    stall_timeout_s: float = 6.0  # a reply due and no server message: recover
     max_connects: int = 6  # connection attempts allowed within `connect_window_s`
     connect_window_s: float = 60.0
     backoff_base_s: float = 0.25
