@@ -268,3 +268,23 @@ async def test_result_survives_a_gemini_reconnect(
     await result_reaches_the_model_once(conv, job_id)
     r = row(jobs_db, job_id)
     assert r["status"] == "succeeded" and r["delivered_at"] is not None
+
+
+async def test_result_request_lost_in_a_drop_is_given_again_once(
+    call: tuple[Caller, Page, FakeConversation], jobs_db: Path
+) -> None:
+    """The connection dies as the result request arrives (before any reply): the resumed
+    server never saw it, so it is sent again, and only one copy counts."""
+    _, _, conv = call
+    job_id, _ = await start(conv, "diagnose_image", image="disk-04.img")
+    await conv.speak(text="Diagnosis started.", seconds=0.5)
+    await conv.issue_handle()  # the resumption point: before the result
+    first = await conv.wait_for_client_content(
+        lambda c: f"[kaiwa job {job_id}]" in (c.instructions or ""), timeout=DIAGNOSE_S + 20
+    )
+    n = len(conv.connections)
+    await conv.close(code=1011, reason="injected by test")
+    await conv.wait_for_connection(count=n + 1, timeout=30)
+    await result_reaches_the_model_once(conv, job_id)
+    assert first.lost, "the first request should count as lost by the resume"
+    assert row(jobs_db, job_id)["delivered_at"] is not None
