@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 from livekit import rtc
 
+from desk import Desk
+from desk.seed import seed
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
-from tests.fakes.gemini_live.records import ClientContentRecord
+from tests.fakes.gemini_live.records import ClientContentRecord, SetupInfo
 from tests.support.caller import Caller
 from tests.support.stack import (
     ROOT,
@@ -63,7 +65,13 @@ LONG_JOB = {
 
 @pytest.fixture(scope="module")
 def jobs_db(stack_dir: Path) -> Path:
-    return stack_dir / "jobs.sqlite3"
+    db = stack_dir / "jobs.sqlite3"
+    desk = Desk.open(db)  # demo cases, so the console screenshot shows a queue
+    try:
+        seed(desk, customers=16, rng_seed=7)
+    finally:
+        desk.close()
+    return db
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +95,12 @@ async def jobs_worker(
 
 
 @pytest.fixture(scope="module")
-async def jobs_tokens(livekit: LiveKitServer, stack_dir: Path) -> AsyncIterator[TokenServer]:
-    env = worker_env(livekit, {}, KAIWA_AGENT_NAME=AGENT, **staff_tokens_env())
+async def jobs_tokens(
+    livekit: LiveKitServer, stack_dir: Path, jobs_db: Path
+) -> AsyncIterator[TokenServer]:
+    env = worker_env(
+        livekit, {}, KAIWA_AGENT_NAME=AGENT, KAIWA_DESK_DB=str(jobs_db), **staff_tokens_env()
+    )
     proc = TokenServer(env, stack_dir)
     await proc.start_ready()
     yield proc
@@ -288,3 +300,67 @@ async def test_result_request_lost_in_a_drop_is_given_again_once(
     await result_reaches_the_model_once(conv, job_id)
     assert first.lost, "the first request should count as lost by the resume"
     assert row(jobs_db, job_id)["delivered_at"] is not None
+
+
+@pytest.mark.browser
+async def test_console_shows_job_progress(
+    jobs_worker: Worker,
+    jobs_tokens: TokenServer,
+    gemini: GeminiLiveFake,
+    tmp_path: Path,
+) -> None:
+    """The staff console (real Chromium) shows a voice-started job's progress card, live."""
+    from tests.support.browser import chromium, fake_mic_wav, find_chromium, in_ci
+
+    try:
+        from playwright.async_api import async_playwright, expect
+    except ImportError:  # pragma: no cover
+        pytest.skip("python playwright is not installed")
+    path = find_chromium()
+    if path is None or not (ROOT / "web" / "dist" / "console.html").is_file():
+        if in_ci():
+            pytest.fail("chromium or web/dist missing (CI=true: browser tests must run)")
+        pytest.skip("chromium or web/dist/console.html missing")
+    mic = fake_mic_wav(ROOT / "tests" / "fixtures" / "speech_en.wav", tmp_path / "mic.wav")
+    async with async_playwright() as pw, chromium(pw, path, mic_wav=mic) as ctx:
+        page = await ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.add_init_script(f"sessionStorage.setItem('kaiwa.console.key', '{STAFF_KEY}')")
+        await page.goto(f"{jobs_tokens.url}/console")
+        await page.wait_for_function("() => window.kaiwaConsole && window.kaiwaConsole.ready")
+        since = time.monotonic()
+        await page.click("#voice-start")
+        conv = await fresh_conversation(gemini, since, timeout=30)
+        conv.auto = False
+        await conv.wait_for_greeting_request(timeout=15)
+        await conv.speak(text="Hello.", seconds=0.6, barge_in=False)
+        # the page's UI tools are applied after the greeting (a Gemini restart): let it pass
+        deadline = time.monotonic() + 20
+        while "get_screen" not in SetupInfo(conv.setups[-1]).tool_names:
+            assert time.monotonic() < deadline, "the console's UI tools were not applied"
+            await asyncio.sleep(0.1)
+        await conv.wait_for_connection(count=len(conv.setups), timeout=10)
+
+        job_id, _ = await start(conv, "diagnose_image", image="disk-05.img")
+        await conv.speak(text="Started.", seconds=0.5, barge_in=False)
+        card = page.locator(f'#jobs .job[data-job-id="{job_id}"]')
+        await expect(card).to_have_attribute("data-status", "running", timeout=10_000)
+        await page.wait_for_function(
+            f"""() => {{
+                const bar = document.querySelector('#jobs .job[data-job-id="{job_id}"] progress');
+                return bar && bar.hasAttribute('value') && bar.value >= 20;
+            }}""",
+            timeout=15_000,
+        )
+        await expect(card.locator(".job-lines")).to_contain_text("PROGRESS")
+        (ROOT / "docs").mkdir(exist_ok=True)
+        await page.screenshot(path=str(ROOT / "docs" / "console-job.png"))
+        await expect(card).to_have_attribute("data-status", "succeeded", timeout=20_000)
+        assert await card.locator("progress").evaluate("b => b.value") == 100
+        await conv.wait_for_client_content(
+            lambda c: f"[kaiwa job {job_id}]" in (c.instructions or ""), timeout=15
+        )
+        await conv.speak(text="Done.", seconds=0.5, barge_in=False)
+        assert errors == []
+        await page.evaluate("window.kaiwaConsole.room && window.kaiwaConsole.room.disconnect()")

@@ -25,6 +25,7 @@ import {
 } from './actions';
 import { callHeader, callRowEl, caseCallsEl, renderCallDetail, type CallDetail, type CallRow } from './calls';
 import { applyConsoleText, ct, deviceName, type CKey } from './i18n';
+import { JOBS_CSS, JobsPanel, TOPIC_JOBS } from '../jobs/panel';
 
 // ---------------------------------------------------------------- types and state
 
@@ -172,6 +173,11 @@ const ui = {
 };
 
 let room: Room | undefined;
+const jobsStyle = document.createElement('style');
+jobsStyle.textContent = JOBS_CSS;
+document.head.append(jobsStyle);
+const jobs = new JobsPanel(document.getElementById('jobs') ?? document.createElement('section'));
+jobs.agentIdentity = () => state.agentIdentity;
 const transcript = new Transcript(ui.transcript);
 
 // ---------------------------------------------------------------- data
@@ -854,6 +860,9 @@ function wire(r: Room): void {
     void transcript.consume(reader, identity, identity === r.localParticipant.identity ? 'user' : 'agent');
   });
   r.registerRpcMethod(RPC_ACTION, onAction);
+  // background jobs started by voice: progress cards in the voice panel (jobs/panel.ts)
+  jobs.room = r;
+  r.registerTextStreamHandler(TOPIC_JOBS, (reader) => void jobs.consume(reader));
   r.on(RoomEvent.ParticipantConnected, () => refreshAgent(r))
     .on(RoomEvent.ParticipantDisconnected, () => refreshAgent(r))
     .on(RoomEvent.ParticipantAttributesChanged, () => refreshAgent(r))
