@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -46,7 +47,12 @@ ONSET_PEAK = 3000  # |sample| above which audio counts as "the onset has arrived
 TONE_AMPLITUDE = 12000
 
 # The two configurations compared side by side (environment of the worker).
+# "Stock" = livekit-agents and livekit-plugins-google as shipped: the plugin's own
+# RealtimeModel (bench/bench_worker.py with BENCH_REALTIME=plugin; BENCH_* are read by
+# bench code only), the framework's default room input (50 ms frames at 24 kHz), no prewarm; kaiwa's
+# settings, instructions and tools otherwise.
 STOCK = {
+    "BENCH_REALTIME": "plugin",
     "KAIWA_AUDIO_FRAME_MS": "50",
     "KAIWA_AUDIO_INPUT_RATE": "24000",
     "KAIWA_PREWARM": "false",
@@ -283,6 +289,9 @@ class Stack:
             **extra,
         )
         w = Worker(env, self.workdir, name=f"bench-worker-{agent_name}")
+        # bench-only switches (never read by product code): the bench entry swaps pieces
+        if any(k.startswith("BENCH_") for k in env):
+            w.argv = [sys.executable, str(ROOT / "bench" / "bench_worker.py"), "start"]
         await w.start_and_register()
         self.workers[agent_name] = w
         return w
