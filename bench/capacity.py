@@ -381,7 +381,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                         fake, stack, agent, n, args.step_seconds, workdir, idle_mem
                     )
                     steps.append(step)
-                    if not step["ok"]:
+                    if not step["ok"] and not args.all_steps:
                         break
             finally:
                 await stack.stop()
@@ -444,6 +444,31 @@ def markdown(r: dict[str, Any]) -> str:
             )
     out += [
         "",
+        "Worker only (the worker process tree; callers, livekit-server and the fake are "
+        "measured apart above):",
+        "",
+        "| executor | N | ok | worker cores | cores per call | calls per core "
+        "| worker PSS MB | PSS per call MB (above the idle worker) "
+        "| PSS per added call MB (from the previous step) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in r["executors"]:
+        prev: dict[str, Any] | None = None
+        for s in e["steps"]:
+            per = s["worker_cpu_per_session"]
+            pss = s["worker_memory"].get("pss_mb")
+            added = "–"
+            if prev is not None and pss is not None and prev["worker_memory"].get("pss_mb"):
+                added = f"{(pss - prev['worker_memory']['pss_mb']) / (s['n'] - prev['n']):.1f}"
+            out.append(
+                f"| {e['executor']} | {s['n']} | {'yes' if s['ok'] else 'NO'} "
+                f"| {s['cpu_cores'].get('worker', 0):.3f} | {per:.3f} "
+                f"| {1 / per if per else 0:.1f} | {pss} "
+                f"| {s['worker_pss_per_session_mb']} | {added} |"
+            )
+            prev = s
+    out += [
+        "",
         "Cores = CPU seconds per wall second over the steady window (2.0 = the whole "
         "machine). Worker = the worker process and its job processes; PSS splits shared "
         "pages between the forked processes (RSS would count them once per process). "
@@ -471,6 +496,11 @@ def main() -> None:
     ap.add_argument("--step-seconds", type=float, default=30.0)
     ap.add_argument("--max-minutes", type=float, default=15.0)
     ap.add_argument("--env", action="append", default=[], help="KEY=VAL for the worker")
+    ap.add_argument(
+        "--all-steps",
+        action="store_true",
+        help="run every step even after one misses the budget (cores per call on a busy box)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -258,15 +259,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print(line, file=sys.stderr)
         if "idle worker" in line or "bridge ready" in line:
             break
-    marker = "bench.floor_bridge" if args.target == "floor" else "agent/agent.py"
+    # the worker: kaiwa's entry, the bench entry (BENCH_* variants) or the floor bridge
+    markers = ("bench.floor_bridge serve", "agent/agent.py", "bench/bench_worker.py")
     for c in psutil.Process(proc.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if marker in " ".join(c.cmdline()) and "loadgen" not in c.cmdline():
+            if any(m in " ".join(c.cmdline()) for m in markers):
                 worker_pid = c.pid
                 break
-    if args.target == "floor":
-        worker_pid = worker_pid or proc.pid
     if not worker_pid:
+        proc.send_signal(signal.SIGINT)  # the step's own cleanup stops its stack
+        await proc.wait()
         raise SystemExit("worker process not found")
     drain = asyncio.create_task(_drain(proc))
     await asyncio.sleep(settle)  # joins, greetings, the mapping reply
