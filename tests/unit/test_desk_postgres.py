@@ -53,7 +53,8 @@ def test_open_creates_the_schema_once(url: str) -> None:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         )}  # fmt: skip
     assert tables == {"cases", "notes", "history", "idempotency_keys", "desk_schema", "calls",
-                      "call_segments", "call_tools", "call_recoveries", "call_turns"}  # fmt: skip
+                      "call_segments", "call_tools", "call_recoveries", "call_turns",
+                      "jobs"}  # fmt: skip
     desk.close()
 
 
