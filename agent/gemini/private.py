@@ -45,6 +45,11 @@ ATTRIBUTES: dict[str, str] = {
     "_opts": "vertexai flag (no per-response scheduling there)",
 }
 
+# Attributes of realtime_api.RealtimeModel kaiwa's model subclass uses.
+MODEL_ATTRIBUTES: dict[str, str] = {
+    "_sessions": "session() registers kaiwa's session subclass like the plugin's own",
+}
+
 # Attributes of realtime_api._ResponseGeneration used on the current generation.
 GENERATION_FIELDS = ("_done", "audio_ch", "text_ch", "push_text", "input_id", "input_transcription")
 
@@ -74,6 +79,10 @@ def check() -> None:
     for attr, why in ATTRIBUTES.items():
         if f"self.{attr}" not in source:
             raise PrivateNameMissing(f"{where}: RealtimeSession no longer sets {attr} ({why})")
+    model_source = inspect.getsource(realtime_api.RealtimeModel)
+    for attr, why in MODEL_ATTRIBUTES.items():
+        if f"self.{attr}" not in model_source:
+            raise PrivateNameMissing(f"{where}: RealtimeModel no longer sets {attr} ({why})")
     gen_fields = set(getattr(realtime_api._ResponseGeneration, "__dataclass_fields__", {}))
     gen_fields |= set(dir(realtime_api._ResponseGeneration))
     for name in GENERATION_FIELDS:
