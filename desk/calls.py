@@ -454,10 +454,13 @@ def _write(tx: Tx, b: CallBatch, now: str) -> int:
     added = 0
     for s in b.segments:
         text = s.text[:_MAX_TEXT]
-        if s.item_id and tx.execute(
-            "UPDATE call_segments SET text = ?, interrupted = ? WHERE call_id = ? AND item_id = ?",
-            (text, int(s.interrupted), call_id, s.item_id),
-        ).rowcount:
+        if (
+            s.item_id
+            and tx.execute(
+                "UPDATE call_segments SET text = ?, interrupted = ? WHERE call_id = ? AND item_id = ?",
+                (text, int(s.interrupted), call_id, s.item_id),
+            ).rowcount
+        ):
             continue
         tx.execute(
             "INSERT INTO call_segments (call_id, job_id, item_id, at, speaker, text, interrupted) "

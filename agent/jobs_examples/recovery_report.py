@@ -35,20 +35,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     time.sleep(STEP_S)
     print(f"PROGRESS 40 collecting notes and history of {case.id}", flush=True)
-    e = html.escape
-    notes = "".join(f"<li>{e(str(n.at))} {e(n.author)}: {e(n.text)}</li>" for n in case.notes)
+    esc = html.escape
+    notes = "".join(f"<li>{esc(str(n.at))} {esc(n.author)}: {esc(n.text)}</li>" for n in case.notes)
     hist = "".join(
-        f"<li>{e(str(h.at))} {e(h.actor)}: {e(h.action)} {e(str(h.old or ''))} → "
-        f"{e(str(h.new or ''))}</li>"
+        f"<li>{esc(str(h.at))} {esc(h.actor)}: {esc(h.action)} {esc(str(h.old or ''))} → "
+        f"{esc(str(h.new or ''))}</li>"
         for h in case.history
     )
     time.sleep(STEP_S)
     print("PROGRESS 70 rendering", flush=True)
     page = (
-        f"<!doctype html><meta charset=utf-8><title>Recovery report {e(case.id)}</title>"
-        f"<h1>Recovery report {e(case.id)}</h1>"
-        f"<p>Customer: {e(case.customer_name)}<br>Device: {e(str(case.device_type))}<br>"
-        f"Symptom: {e(case.symptom)}<br>Status: {e(case.status.value)}<br>"
+        f"<!doctype html><meta charset=utf-8><title>Recovery report {esc(case.id)}</title>"
+        f"<h1>Recovery report {esc(case.id)}</h1>"
+        f"<p>Customer: {esc(case.customer_name)}<br>Device: {esc(str(case.device_type))}<br>"
+        f"Symptom: {esc(case.symptom)}<br>Status: {esc(case.status.value)}<br>"
         f"Quote: {case.quote_yen if case.quote_yen is not None else '-'} yen</p>"
         f"<h2>Notes</h2><ul>{notes}</ul><h2>History</h2><ul>{hist}</ul>"
     )
