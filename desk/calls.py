@@ -457,7 +457,8 @@ def _write(tx: Tx, b: CallBatch, now: str) -> int:
         if (
             s.item_id
             and tx.execute(
-                "UPDATE call_segments SET text = ?, interrupted = ? WHERE call_id = ? AND item_id = ?",
+                "UPDATE call_segments SET text = ?, interrupted = ?"
+                " WHERE call_id = ? AND item_id = ?",
                 (text, int(s.interrupted), call_id, s.item_id),
             ).rowcount
         ):
