@@ -14,6 +14,7 @@ pg (PostgreSQL), guard (WriteGuard), service (Desk), seed (demo data), cli.
 from desk.db import default_db_path, default_db_target
 from desk.devices import DeviceType, parse_device_type
 from desk.errors import (
+    AttachmentNotFound,
     CaseNotFound,
     DeskBusy,
     DeskCancelled,
@@ -25,11 +26,13 @@ from desk.errors import (
     WrongState,
 )
 from desk.guard import WriteGuard
-from desk.models import Case, HistoryEntry, Note
+from desk.models import Attachment, Case, HistoryEntry, Note, Payment
 from desk.service import Desk
 from desk.status import CaseStatus, next_states, parse_status
 
 __all__ = [
+    "Attachment",
+    "AttachmentNotFound",
     "Case",
     "CaseNotFound",
     "CaseStatus",
@@ -44,6 +47,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidInput",
     "Note",
+    "Payment",
     "WriteGuard",
     "WrongState",
     "default_db_path",

@@ -104,13 +104,14 @@ class Dialect:
     """What differs in SQL text. Statements use these tokens: ``{autoid}`` (an integer
     key the database assigns), ``{ts}`` (ISO-8601 text that must sort bytewise),
     ``{for_update}`` (appended to a SELECT whose rows the transaction will change) and
-    ``{is}`` (null-safe equality: ``a {is} ?``)."""
+    ``{is}`` (null-safe equality: ``a {is} ?``) and ``{blob}`` (a column of bytes)."""
 
     name: str
     autoid: str
     ts: str
     for_update: str
     null_safe_eq: str
+    blob: str = "BLOB"
 
     def render(self, sql: str) -> str:
         return (
@@ -118,6 +119,7 @@ class Dialect:
             .replace("{ts}", self.ts)
             .replace("{for_update}", self.for_update)
             .replace("{is}", self.null_safe_eq)
+            .replace("{blob}", self.blob)
         )
 
 

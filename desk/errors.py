@@ -112,3 +112,11 @@ class IdempotencyKeyReused(DeskError):
         )
         self.key = key
         self.operation = operation
+
+
+class AttachmentNotFound(DeskError):
+    """No such file on that case."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"There is no such file attached to {case_id}.")
+        self.case_id = case_id

@@ -201,12 +201,45 @@ def _v5_jobs(conn: Tx) -> None:
     conn.execute("CREATE INDEX jobs_started ON jobs(started_at)")
 
 
+def _v6_case_operations(conn: Tx) -> None:
+    """The console's case operations (desk/service.py): the assigned technician (free
+    text), payments against the quote, and files attached to a case (bytes in the
+    database, with name, type, size and SHA-256)."""
+    conn.execute("ALTER TABLE cases ADD COLUMN technician TEXT")
+    conn.execute(
+        """CREATE TABLE payments (
+            id         {autoid},
+            case_num   INTEGER NOT NULL REFERENCES cases(num),
+            at         {ts} NOT NULL,
+            actor      TEXT NOT NULL,
+            amount_yen INTEGER NOT NULL,
+            method     TEXT NOT NULL              -- cash, card, bank_transfer, other
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE attachments (
+            id           {autoid},
+            case_num     INTEGER NOT NULL REFERENCES cases(num),
+            at           {ts} NOT NULL,
+            actor        TEXT NOT NULL,
+            name         TEXT NOT NULL,
+            content_type TEXT NOT NULL,         -- sniffed from the bytes, not the client
+            size         INTEGER NOT NULL,
+            sha256       TEXT NOT NULL,
+            data         {blob} NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX payments_case ON payments(case_num, id)")
+    conn.execute("CREATE INDEX attachments_case ON attachments(case_num, id)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_core,
     _v2_search_and_return_kind,
     _v3_idempotency_and_call_scope,
     _v4_call_records,
     _v5_jobs,
+    _v6_case_operations,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -67,6 +67,50 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Payment:
+    """Money received against the case's quote (whole yen)."""
+
+    at: dt.datetime
+    actor: str
+    amount_yen: int
+    method: str  # cash, card, bank_transfer, other
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "actor": self.actor,
+                "amount_yen": self.amount_yen, "method": self.method}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Payment:
+        return cls(at=dt.datetime.fromisoformat(data["at"]), actor=data["actor"],
+                   amount_yen=data["amount_yen"], method=data["method"])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file attached to a case (a photo of the device); the bytes are read apart
+    (Desk.get_attachment)."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at.isoformat(), "actor": self.actor,
+                "name": self.name, "content_type": self.content_type, "size": self.size,
+                "sha256": self.sha256}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attachment:
+        return cls(id=data["id"], at=dt.datetime.fromisoformat(data["at"]),
+                   actor=data["actor"], name=data["name"], content_type=data["content_type"],
+                   size=data["size"], sha256=data["sha256"])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
     id: str
     customer_name: str
@@ -82,6 +126,9 @@ class Case:
     created_at: dt.datetime
     updated_at: dt.datetime
     history: tuple[HistoryEntry, ...]
+    technician: str | None = None
+    payments: tuple[Payment, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
     # How the write that returned this snapshot answered (never stored):
     replayed: bool = False  # a repeated idempotency key: the first result, nothing written
     existing: bool = False  # create_case found this case already opened in the same call
@@ -90,6 +137,15 @@ class Case:
     def changed_by(self) -> str | None:
         """Who made the latest change."""
         return self.history[-1].actor if self.history else None
+
+    @property
+    def paid_yen(self) -> int:
+        return sum(p.amount_yen for p in self.payments)
+
+    @property
+    def balance_yen(self) -> int | None:
+        """What is left to pay on the quote (None without a quote)."""
+        return None if self.quote_yen is None else self.quote_yen - self.paid_yen
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-safe (strings, ints, None, lists, dicts)."""
@@ -108,6 +164,11 @@ class Case:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "history": [h.to_dict() for h in self.history],
+            "technician": self.technician,
+            "payments": [p.to_dict() for p in self.payments],
+            "paid_yen": self.paid_yen,
+            "balance_yen": self.balance_yen,
+            "attachments": [a.to_dict() for a in self.attachments],
         }
 
     @classmethod
@@ -128,6 +189,10 @@ class Case:
             created_at=dt.datetime.fromisoformat(data["created_at"]),
             updated_at=dt.datetime.fromisoformat(data["updated_at"]),
             history=tuple(HistoryEntry.from_dict(h) for h in data["history"]),
+            # results stored before schema 6 have none of these
+            technician=data.get("technician"),
+            payments=tuple(Payment.from_dict(p) for p in data.get("payments", ())),
+            attachments=tuple(Attachment.from_dict(a) for a in data.get("attachments", ())),
         )
 
     def summary(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ POSTGRES = Dialect(
     ts='TEXT COLLATE "C"',  # ISO text sorts by time bytewise, whatever the database locale
     for_update=" FOR UPDATE",
     null_safe_eq="IS NOT DISTINCT FROM",
+    blob="BYTEA",
 )
 LOCKS = {"cases": 1, "schema": 2}
 CONNECT_TIMEOUT_S = 5

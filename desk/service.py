@@ -29,6 +29,7 @@ from desk.calls import CallRecords
 from desk.db import Conflict, SqliteStore, Store, Tx, open_store
 from desk.devices import DeviceType, parse_device_type
 from desk.errors import (
+    AttachmentNotFound,
     CaseNotFound,
     IdempotencyKeyReused,
     IllegalTransition,
@@ -38,10 +39,10 @@ from desk.errors import (
 from desk.guard import WriteGuard
 from desk.ids import FIRST_NUMBER, format_case_id, parse_case_id
 from desk.migrations import SCHEMA_VERSION, migrate, schema_version
-from desk.models import Case, HistoryEntry, Note
+from desk.models import Attachment, Case, HistoryEntry, Note, Payment
 from desk.names import SEPARATOR, name_key, query_terms
 from desk.phones import phone_digits
-from desk.status import CaseStatus, next_states, parse_status
+from desk.status import CaseStatus, next_states, parse_status, reopen_target
 from desk.validate import ReturnKind
 
 # A change callback sees the current row (read under the write lock) and the timestamp.
@@ -309,6 +310,14 @@ class Desk:
                     f"{_id(row)} is '{current}'; a quote can only be set while it is "
                     "diagnosing or quoted.",
                 )
+            paid = _paid(tx, row["num"])
+            if amount < paid:
+                raise WrongState(
+                    _id(row),
+                    current,
+                    f"{paid:,} yen has already been paid on {_id(row)}; the quote can't be "
+                    "less than that.",
+                )
             _update(tx, row, now, actor, {"quote_yen": amount, "status": CaseStatus.QUOTED.value})
 
         request = {"amount_yen": amount, "actor": actor}
@@ -346,6 +355,202 @@ class Desk:
 
         request = {"date": day.isoformat(), "kind": kind_, "actor": actor}
         return self._mutate("schedule_return", case_id, request, change, idempotency_key, guard)
+
+    def update_contact(
+        self,
+        case_id: str,
+        *,
+        phone: str | None = None,
+        email: str | None = None,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
+        """Change the customer's phone number and/or email address on a case, checked as
+        at intake. None leaves a field as it is; a blank string removes it. Allowed in
+        every status (a customer may move after the case closed)."""
+        if phone is None and email is None:
+            raise InvalidInput("Please give the new phone number or email address.", field="phone")
+        fields: dict[str, object] = {}
+        if phone is not None:
+            fields["phone"] = validate.phone(phone)
+        if email is not None:
+            fields["email"] = validate.email(email)
+        actor = validate.actor(actor)
+
+        def change(tx: Tx, row: Any, now: str) -> None:
+            _update(tx, row, now, actor, fields)
+            if "phone" in fields:  # the lookup key follows the number, quietly
+                new = fields["phone"]
+                digits = phone_digits(str(new)) if new else None
+                tx.execute("UPDATE cases SET phone_digits = ? WHERE num = ?", (digits, row["num"]))
+
+        request = {**fields, "actor": actor}
+        return self._mutate("update_contact", case_id, request, change, idempotency_key, guard)
+
+    def assign_technician(
+        self,
+        case_id: str,
+        technician: str,
+        *,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
+        """Name the technician who works on an open case (free text; replaces the one
+        assigned before). Closed cases are refused: reopen them first."""
+        name = validate.technician(technician)
+        actor = validate.actor(actor)
+
+        def change(tx: Tx, row: Any, now: str) -> None:
+            current = CaseStatus(row["status"])
+            if not current.is_open:
+                raise WrongState(
+                    _id(row),
+                    current,
+                    f"{_id(row)} is '{current}', so no technician can be assigned; "
+                    "reopen it first.",
+                )
+            _update(tx, row, now, actor, {"technician": name})
+
+        request = {"technician": name, "actor": actor}
+        return self._mutate("assign_technician", case_id, request, change, idempotency_key, guard)
+
+    def reopen_case(
+        self,
+        case_id: str,
+        *,
+        reason: str,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
+        """Reopen a closed case (see desk.status.reopen_target): 'returned' goes back to
+        'ready'; 'cancelled' goes back to the status it had when it was cancelled. The
+        reason becomes a note. Open cases are refused."""
+        reason = validate.text(reason, what="reason for reopening", field="reason")
+        actor = validate.actor(actor)
+
+        def change(tx: Tx, row: Any, now: str) -> None:
+            current = CaseStatus(row["status"])
+            if current.is_open:
+                raise WrongState(
+                    _id(row),
+                    current,
+                    f"{_id(row)} is '{current}', which is still open; only a returned or "
+                    "cancelled case can be reopened.",
+                )
+            target = reopen_target(current, _status_before_cancel(tx, row["num"]))
+            _update(tx, row, now, actor, {"status": target.value})
+            _add_note(tx, row["num"], now, actor, f"Reopened ({current} → {target}): {reason}")
+
+        request = {"reason": reason, "actor": actor}
+        return self._mutate("reopen_case", case_id, request, change, idempotency_key, guard)
+
+    def record_payment(
+        self,
+        case_id: str,
+        amount_yen: int | str,
+        *,
+        method: str,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
+        """Record money received against the case's quote; ``Case.balance_yen`` is what
+        is left. Refused without a quote, on a cancelled case, and above the balance."""
+        amount = validate.payment_yen(amount_yen)
+        method_ = validate.payment_method(method)
+        actor = validate.actor(actor)
+
+        def change(tx: Tx, row: Any, now: str) -> None:
+            current = CaseStatus(row["status"])
+            if current is CaseStatus.CANCELLED:
+                raise WrongState(
+                    _id(row), current, f"{_id(row)} was cancelled, so no payment can be recorded."
+                )
+            quote = row["quote_yen"]
+            if quote is None:
+                raise WrongState(
+                    _id(row),
+                    current,
+                    f"{_id(row)} has no quote yet, so there is nothing to pay against.",
+                )
+            balance = quote - _paid(tx, row["num"])
+            if balance <= 0:
+                raise WrongState(
+                    _id(row), current, f"{_id(row)} is already paid in full ({quote:,} yen)."
+                )
+            if amount > balance:
+                raise WrongState(
+                    _id(row),
+                    current,
+                    f"{amount:,} yen is more than what is left to pay on {_id(row)}: "
+                    f"{balance:,} yen of the {quote:,} yen quote. Nothing was recorded.",
+                )
+            tx.execute(
+                "INSERT INTO payments (case_num, at, actor, amount_yen, method)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (row["num"], now, actor, amount, method_),
+            )
+            _log(tx, row["num"], now, actor, "payment", None, f"{amount:,} yen by {method_}")
+            tx.execute("UPDATE cases SET updated_at = ? WHERE num = ?", (now, row["num"]))
+
+        request = {"amount_yen": amount, "method": method_, "actor": actor}
+        return self._mutate("record_payment", case_id, request, change, idempotency_key, guard)
+
+    def attach_file(
+        self,
+        case_id: str,
+        *,
+        name: str,
+        data: bytes,
+        actor: str = "agent",
+        idempotency_key: str | None = None,
+        guard: WriteGuard | None = None,
+    ) -> Case:
+        """Attach a photo (JPEG, PNG, GIF, WebP or HEIC, told by its bytes; at most
+        validate.MAX_ATTACHMENT_BYTES) to a case, in every status. The bytes are stored
+        in the database with name, type, size and SHA-256; read them with get_attachment."""
+        name = validate.attachment_name(name)
+        raw, content_type = validate.attachment(data)
+        digest = hashlib.sha256(raw).hexdigest()
+        actor = validate.actor(actor)
+
+        def change(tx: Tx, row: Any, now: str) -> None:
+            tx.execute(
+                "INSERT INTO attachments (case_num, at, actor, name, content_type, size,"
+                " sha256, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row["num"], now, actor, name, content_type, len(raw), digest, raw),
+            )
+            _log(tx, row["num"], now, actor, "attachment", None,
+                 f"{name} ({content_type}, {len(raw):,} bytes)")  # fmt: skip
+            tx.execute("UPDATE cases SET updated_at = ? WHERE num = ?", (now, row["num"]))
+
+        request = {"name": name, "sha256": digest, "size": len(raw), "actor": actor}
+        return self._mutate("attach_file", case_id, request, change, idempotency_key, guard)
+
+    def get_attachment(self, case_id: str, attachment_id: int | str) -> tuple[Attachment, bytes]:
+        """One attached file of a case: its record and its bytes."""
+        num = _case_number(case_id)
+        try:
+            att_id = int(attachment_id)
+        except (TypeError, ValueError):
+            raise AttachmentNotFound(format_case_id(num)) from None
+
+        def run(tx: Tx) -> tuple[Attachment, bytes]:
+            found = tx.execute(
+                "SELECT id, at, actor, name, content_type, size, sha256, data FROM attachments"
+                " WHERE case_num = ? AND id = ?",
+                (num, att_id),
+            ).fetchone()
+            if found is None:
+                if tx.execute("SELECT 1 FROM cases WHERE num = ?", (num,)).fetchone() is None:
+                    raise CaseNotFound(format_case_id(num))
+                raise AttachmentNotFound(format_case_id(num))
+            return _attachment(found), bytes(found["data"])
+
+        return self.store.read(run)
 
     def _mutate(
         self,
@@ -547,6 +752,38 @@ def _log(tx: Tx, num: int, now: str, actor: str, action: str, old: object, new: 
     )
 
 
+def _paid(tx: Tx, num: int) -> int:
+    (total,) = tx.execute(
+        "SELECT COALESCE(SUM(amount_yen), 0) FROM payments WHERE case_num = ?", (num,)
+    ).fetchone()
+    return int(total)
+
+
+def _status_before_cancel(tx: Tx, num: int) -> CaseStatus | None:
+    """The status a cancelled case had when it was cancelled (its latest cancellation)."""
+    found = tx.execute(
+        "SELECT old FROM history WHERE case_num = ? AND action = 'status' AND new = ?"
+        " ORDER BY id DESC LIMIT 1",
+        (num, CaseStatus.CANCELLED.value),
+    ).fetchone()
+    try:
+        return CaseStatus(found["old"]) if found is not None and found["old"] else None
+    except ValueError:
+        return None
+
+
+def _attachment(row: Any) -> Attachment:
+    return Attachment(
+        id=int(row["id"]),
+        at=dt.datetime.fromisoformat(row["at"]),
+        actor=row["actor"],
+        name=row["name"],
+        content_type=row["content_type"],
+        size=int(row["size"]),
+        sha256=row["sha256"],
+    )
+
+
 def _load(tx: Tx, num: int) -> Case:
     row = tx.execute("SELECT * FROM cases WHERE num = ?", (num,)).fetchone()
     if row is None:
@@ -556,6 +793,15 @@ def _load(tx: Tx, num: int) -> Case:
     ).fetchall()
     history = tx.execute(
         "SELECT at, actor, action, old, new FROM history WHERE case_num = ? ORDER BY id",
+        (num,),
+    ).fetchall()
+    payments = tx.execute(
+        "SELECT at, actor, amount_yen, method FROM payments WHERE case_num = ? ORDER BY id",
+        (num,),
+    ).fetchall()
+    attachments = tx.execute(
+        "SELECT id, at, actor, name, content_type, size, sha256 FROM attachments"
+        " WHERE case_num = ? ORDER BY id",
         (num,),
     ).fetchall()
     return Case(
@@ -585,4 +831,15 @@ def _load(tx: Tx, num: int) -> Case:
             )
             for h in history
         ),
+        technician=row["technician"],
+        payments=tuple(
+            Payment(
+                at=dt.datetime.fromisoformat(p["at"]),
+                actor=p["actor"],
+                amount_yen=int(p["amount_yen"]),
+                method=p["method"],
+            )
+            for p in payments
+        ),
+        attachments=tuple(_attachment(a) for a in attachments),
     )

@@ -44,6 +44,20 @@ def next_states(status: CaseStatus) -> tuple[CaseStatus, ...]:
     return (following, CaseStatus.CANCELLED)
 
 
+def reopen_target(status: CaseStatus, before_cancel: CaseStatus | None = None) -> CaseStatus:
+    """Where a closed case goes when reopened: a returned case back to 'ready' (the
+    device is with us again, to be returned once more); a cancelled case to the status
+    it had when it was cancelled (``before_cancel``, from its history), or 'received'
+    when that is unknown. Open cases have nowhere to reopen to: callers refuse them."""
+    if status is CaseStatus.RETURNED:
+        return CaseStatus.READY
+    if status is CaseStatus.CANCELLED:
+        if before_cancel is not None and before_cancel.is_open:
+            return before_cancel
+        return CaseStatus.RECEIVED
+    raise ValueError(f"{status} is open")
+
+
 # Spoken / Japanese forms the model may pass through verbatim.
 _ALIASES: dict[str, CaseStatus] = {
     "new": CaseStatus.RECEIVED,

@@ -196,3 +196,110 @@ def dedupe_window(value: object) -> float:
             "The duplicate window must be zero or more seconds.", field="dedupe_window_s"
         )
     return float(value)
+
+
+def technician(value: object) -> str:
+    """A technician's name, free text (any script)."""
+    name = _clean(value) if value is not None else ""
+    if not any(ch.isalpha() for ch in name):
+        raise InvalidInput(
+            "The technician's name is missing; please say who should work on the case.",
+            field="technician",
+        )
+    if len(name) > MAX_NAME:
+        raise InvalidInput(
+            "That technician name is too long; please give a shorter form.", field="technician"
+        )
+    return name
+
+
+PAYMENT_METHODS = ("cash", "card", "bank_transfer", "other")
+_METHOD_ALIASES = {
+    "cash": "cash", "現金": "cash",
+    "card": "card", "creditcard": "card", "credit": "card", "debitcard": "card",
+    "カード": "card", "クレジットカード": "card", "クレジット": "card",
+    "banktransfer": "bank_transfer", "transfer": "bank_transfer", "bank": "bank_transfer",
+    "wire": "bank_transfer", "振込": "bank_transfer", "振り込み": "bank_transfer",
+    "銀行振込": "bank_transfer",
+    "other": "other", "その他": "other",
+}  # fmt: skip
+
+
+def payment_method(value: object) -> str:
+    key = "".join(
+        ch for ch in unicodedata.normalize("NFKC", str(value or "")).casefold() if ch.isalnum()
+    )
+    method = _METHOD_ALIASES.get(key)
+    if method is None:
+        raise InvalidInput(
+            "How was it paid? The method must be cash, card, bank transfer or other.",
+            field="method",
+        )
+    return method
+
+
+def payment_yen(value: object) -> int:
+    """A positive whole number of yen (same spoken forms as a quote)."""
+    try:
+        amount = quote_yen(value)
+    except InvalidInput:
+        amount = 0
+    if amount <= 0:
+        raise InvalidInput(
+            f"A payment must be a whole number of yen above zero; '{value}' isn't. "
+            "Please confirm the amount.",
+            field="amount_yen",
+        )
+    return amount
+
+
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_FILE_NAME = 200
+# What a photo of a device may be, told by its first bytes (the client's word is not taken).
+_SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
+    ("image/jpeg", b"\xff\xd8\xff", 0),
+    ("image/png", b"\x89PNG\r\n\x1a\n", 0),
+    ("image/gif", b"GIF8", 0),
+    ("image/webp", b"WEBP", 8),  # RIFF....WEBP
+    ("image/heic", b"ftypheic", 4),
+    ("image/heic", b"ftypheix", 4),
+    ("image/heic", b"ftypmif1", 4),
+)
+
+
+def attachment_name(value: object) -> str:
+    """The file's own name (no folders), printable, at most MAX_FILE_NAME characters."""
+    name = _clean(value) if value is not None else ""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = "".join(ch for ch in name if ch.isprintable())
+    if not name or name in (".", ".."):
+        raise InvalidInput("The file has no name; please choose it again.", field="name")
+    if len(name) > MAX_FILE_NAME:
+        raise InvalidInput(
+            f"The file name is longer than {MAX_FILE_NAME} characters; please rename it.",
+            field="name",
+        )
+    return name
+
+
+def attachment(data: object) -> tuple[bytes, str]:
+    """The bytes and their content type: a JPEG, PNG, GIF, WebP or HEIC photo, not empty,
+    at most MAX_ATTACHMENT_BYTES."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidInput("The file's contents are missing.", field="file")
+    raw = bytes(data)
+    if not raw:
+        raise InvalidInput("The file is empty; please choose the photo again.", field="file")
+    if len(raw) > MAX_ATTACHMENT_BYTES:
+        raise InvalidInput(
+            f"The file is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB; please "
+            "attach a smaller photo.",
+            field="file",
+        )
+    for content_type, magic, offset in _SIGNATURES:
+        if raw[offset : offset + len(magic)] == magic:
+            return raw, content_type
+    raise InvalidInput(
+        "Only photos can be attached (JPEG, PNG, GIF, WebP or HEIC); that file is not one.",
+        field="file",
+    )

@@ -54,7 +54,7 @@ def test_open_creates_the_schema_once(url: str) -> None:
         )}  # fmt: skip
     assert tables == {"cases", "notes", "history", "idempotency_keys", "desk_schema", "calls",
                       "call_segments", "call_tools", "call_recoveries", "call_turns",
-                      "jobs"}  # fmt: skip
+                      "jobs", "payments", "attachments"}  # fmt: skip
     desk.close()
 
 

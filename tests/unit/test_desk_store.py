@@ -117,7 +117,7 @@ def test_to_dict_is_json_safe_and_summary_is_short(desk: Desk) -> None:
     assert set(data) == {
         "id", "customer_name", "phone", "email", "device_type", "symptom", "status",
         "quote_yen", "notes", "return_date", "return_kind", "created_at", "updated_at",
-        "history",
+        "history", "technician", "payments", "paid_yen", "balance_yen", "attachments",
     }  # fmt: skip
     assert data["device_type"] == "RAID/NAS" and data["quote_yen"] == 150_000
     assert data["notes"][0]["text"] == "two disks failed"
