@@ -15,6 +15,7 @@ from livekit.agents import RunContext, ToolError
 
 from desk import Case, CaseStatus, DeskError, next_states, parse_status, validate
 from desk.service import QUOTABLE
+from desk.status import reopen_target
 
 from . import access
 from .access import masked
@@ -363,6 +364,140 @@ async def respond_to_quote(ctx: RunContext, case_id: str, decision: str) -> dict
     return state(ctx).confirmations.propose("respond_to_quote", case.id, summary, perform)
 
 
+# ---------------------------------------------------------------- case operations
+# Attaching a file (a photo of the device) is by hand only, in the staff console: there
+# is no tool for it, since a voice call carries no file.
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    return value if value and value.strip() else None
+
+
+@kaiwa_tool()
+async def update_contact(
+    ctx: RunContext, case_id: str, phone: str | None = None, email: str | None = None
+) -> dict[str, Any]:
+    """Change the customer's phone number and/or email address on a case (checked as at
+    intake). Give only what changes; read the saved value back to the clerk.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        phone: The new phone number, digits as spoken.
+        email: The new email address.
+    """
+    phone, email = _blank_to_none(phone), _blank_to_none(email)
+    if phone is None and email is None:
+        raise ToolError("Give the new phone number or email address; nothing was changed.")
+    case = await desk_call(services(ctx).desk.update_contact, case_id, phone=phone, email=email)
+    return compact({"id": case.id, "phone": case.phone, "email": case.email, "saved": True})
+
+
+@kaiwa_tool()
+async def assign_technician(ctx: RunContext, case_id: str, technician: str) -> dict[str, Any]:
+    """Assign an open case to a technician (replaces whoever had it).
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        technician: The technician's name as the clerk said it.
+    """
+    case = await desk_call(services(ctx).desk.assign_technician, case_id, technician)
+    return {"id": case.id, "technician": case.technician, "saved": True}
+
+
+def _reopen_to(case: Case) -> CaseStatus:
+    before = next(
+        (
+            h.old
+            for h in reversed(case.history)
+            if h.action == "status" and h.new == CaseStatus.CANCELLED.value
+        ),
+        None,
+    )
+    previous = CaseStatus(before) if before in set(CaseStatus) else None
+    return reopen_target(case.status, previous)
+
+
+@kaiwa_tool()
+async def reopen_case(ctx: RunContext, case_id: str, reason: str) -> dict[str, Any]:
+    """Propose reopening a closed case: a returned case goes back to 'ready', a cancelled
+    one to the status it had when it was cancelled. Changes nothing by itself: returns a
+    summary and a confirmation_id; after the clerk says yes, call confirm_action with it.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        reason: Why it is reopened, in a few words.
+    """
+    desk = services(ctx).desk
+    clean_reason = checked(validate.text, reason, what="reason for reopening", field="reason")
+    case = await desk_call(desk.get_case, case_id)
+    if case.status.is_open:
+        raise ToolError(
+            f"{case.id} is '{case.status}', which is still open; only a returned or "
+            "cancelled case can be reopened."
+        )
+    target = _reopen_to(case)
+
+    async def perform() -> dict[str, Any]:
+        before = case.status.value
+        done = await desk_call(desk.reopen_case, case.id, reason=clean_reason)
+        status_changed_later(done.id, before, done.status.value)
+        return {"id": done.id, "status": done.status.value, "previous": before, "done": True}
+
+    summary = (
+        f"Reopen case {case.id} ({case.device_type.value} of {case.customer_name}, now "
+        f"'{case.status}'); it goes back to '{target}'. Reason: {clean_reason}."
+    )
+    return state(ctx).confirmations.propose("reopen_case", case.id, summary, perform)
+
+
+@kaiwa_tool()
+async def record_payment(
+    ctx: RunContext, case_id: str, amount_yen: str, method: str
+) -> dict[str, Any]:
+    """Propose recording a payment against a case's quote. Changes nothing by itself:
+    returns a summary (with the balance left) and a confirmation_id; after the clerk says
+    yes, call confirm_action with it.
+
+    Args:
+        case_id: The case number, e.g. R-1042.
+        amount_yen: The amount received in yen as said, e.g. 20000 or "20,000 yen".
+        method: cash, card, bank transfer or other.
+    """
+    desk = services(ctx).desk
+    amount = checked(validate.payment_yen, amount_yen)
+    how = checked(validate.payment_method, method)
+    case = await desk_call(desk.get_case, case_id)
+    if case.status is CaseStatus.CANCELLED:
+        raise ToolError(f"{case.id} was cancelled, so no payment can be recorded.")
+    if case.quote_yen is None or case.balance_yen is None:
+        raise ToolError(f"{case.id} has no quote yet, so there is nothing to pay against.")
+    if case.balance_yen <= 0:
+        raise ToolError(f"{case.id} is already paid in full ({case.quote_yen:,} yen).")
+    if amount > case.balance_yen:
+        raise ToolError(
+            f"{amount:,} yen is more than what is left to pay on {case.id}: "
+            f"{case.balance_yen:,} yen of the {case.quote_yen:,} yen quote. Nothing was recorded."
+        )
+
+    async def perform() -> dict[str, Any]:
+        done = await desk_call(desk.record_payment, case.id, amount, method=how)
+        return {
+            "id": done.id,
+            "paid": f"{amount:,} yen",
+            "method": how,
+            "balance": f"{done.balance_yen or 0:,} yen",
+            "done": True,
+        }
+
+    left = case.balance_yen - amount
+    summary = (
+        f"Record a payment of {amount:,} yen by {how.replace('_', ' ')} on case {case.id} "
+        f"(quote {case.quote_yen:,} yen, paid so far {case.paid_yen:,} yen); "
+        f"{left:,} yen will be left to pay."
+    )
+    return state(ctx).confirmations.propose("record_payment", case.id, summary, perform)
+
+
 _LAB_REPORT: dict[CaseStatus, str] = {
     CaseStatus.RECEIVED: "The device is in the queue for diagnosis.",
     CaseStatus.DIAGNOSING: "An engineer is diagnosing the device.",
@@ -387,4 +522,9 @@ TOOLS = [
     check_lab_progress,
     verify_caller,
     respond_to_quote,
+    update_contact,
+    assign_technician,
+    reopen_case,
+    record_payment,
+    # no attach tool: attachments are by hand only (the console)
 ]

@@ -216,3 +216,111 @@ async def test_the_same_request_twice_in_one_call_opens_one_case(db: Path) -> No
         assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == 1
     other_call = await call(desk.create_case, FakeSession(), **args)
     assert other_call["id"] != first["id"]  # another call is another request
+
+
+# ---------------------------------------------------------------- case operations
+
+
+def history(db: Path, case_id: str) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT actor, action, new FROM history WHERE case_num = ? ORDER BY id",
+            (int(case_id[2:]),),
+        ).fetchall()
+
+
+async def quoted_case(amount: int = 50_000) -> str:
+    cid = await new_case()
+    session = FakeSession()
+    await call(desk.update_status, session, case_id=cid, status="diagnosing")
+    proposal = await call(desk.set_quote, session, case_id=cid, amount_yen=str(amount))
+    session.caller_says("yes")
+    await call(desk.confirm_action, session, confirmation_id=proposal["confirmation_id"])
+    return cid
+
+
+def test_case_operation_tools_are_staff_only() -> None:
+    from agent.tools.runtime import policy_of
+
+    names = {t.info.name for t in python_tools()}
+    assert names >= {"update_contact", "assign_technician", "reopen_case", "record_payment"}
+    assert not any("attach" in n for n in names)  # attachments are by hand only
+    for tool in (desk.update_contact, desk.assign_technician, desk.reopen_case,
+                 desk.record_payment):  # fmt: skip
+        assert policy_of(tool).roles == ("staff",)
+
+
+async def test_callers_cannot_use_case_operations(db: Path) -> None:
+    cid = await new_case()
+    caller = FakeSession(role="caller")
+    with pytest.raises(ToolError):
+        await call(desk.update_contact, caller, case_id=cid, phone="0312345678")
+    with pytest.raises(ToolError):
+        await call(desk.record_payment, caller, case_id=cid, amount_yen="1000", method="cash")
+
+
+async def test_update_contact_and_assign_by_voice(db: Path) -> None:
+    cid = await new_case(phone="090-1234-5678")
+    session = FakeSession(identity="alice")
+    out = await call(desk.update_contact, session, case_id=cid, phone="080-1111-2222", email="")
+    assert out == {"id": cid, "phone": "080-1111-2222", "saved": True}
+    with pytest.raises(ToolError, match="new phone number or email"):
+        await call(desk.update_contact, session, case_id=cid, phone="", email=" ")
+    with pytest.raises(ToolError, match="email address given"):
+        await call(desk.update_contact, session, case_id=cid, email="nope@")
+    out = await call(desk.assign_technician, session, case_id=cid, technician="佐藤")
+    assert out == {"id": cid, "technician": "佐藤", "saved": True}
+    actions = [(a, n) for _, a, n in history(db, cid)]
+    assert ("phone", "080-1111-2222") in actions and ("technician", "佐藤") in actions
+    assert {actor for actor, a, _ in history(db, cid) if a in ("phone", "technician")} == {
+        "staff:alice"
+    }
+
+
+async def test_reopen_needs_confirmation(db: Path) -> None:
+    cid = await new_case()
+    session = FakeSession()
+    with pytest.raises(ToolError, match="still open"):
+        await call(desk.reopen_case, session, case_id=cid, reason="x")
+    proposal = await call(desk.cancel_case, session, case_id=cid, reason="by mistake")
+    session.caller_says("yes")
+    await call(desk.confirm_action, session, confirmation_id=proposal["confirmation_id"])
+    proposal = await call(desk.reopen_case, session, case_id=cid, reason="cancelled by mistake")
+    assert proposal["needs_confirmation"] is True and "back to 'received'" in proposal["summary"]
+    assert row(db, cid)[0] == "cancelled"
+    session.caller_says("yes, reopen it")
+    done = await call(desk.confirm_action, session, confirmation_id=proposal["confirmation_id"])
+    assert done == {"id": cid, "status": "received", "previous": "cancelled", "done": True}
+    assert row(db, cid)[0] == "received"
+
+
+async def test_record_payment_needs_confirmation_and_shows_balance(db: Path) -> None:
+    cid = await quoted_case(50_000)
+    session = FakeSession()
+    with pytest.raises(ToolError, match="more than what is left"):
+        await call(desk.record_payment, session, case_id=cid, amount_yen="60000", method="cash")
+    with pytest.raises(ToolError, match="cash, card, bank transfer or other"):
+        await call(desk.record_payment, session, case_id=cid, amount_yen="1000", method="beans")
+    proposal = await call(
+        desk.record_payment, session, case_id=cid, amount_yen="20,000 yen", method="card"
+    )
+    assert "30,000 yen will be left" in proposal["summary"]
+    with pytest.raises(ToolError, match="not said yes"):
+        await call(desk.confirm_action, session, confirmation_id=proposal["confirmation_id"])
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM payments").fetchone()[0] == 0
+    session.caller_says("yes")
+    done = await call(desk.confirm_action, session, confirmation_id=proposal["confirmation_id"])
+    assert done == {"id": cid, "paid": "20,000 yen", "method": "card", "balance": "30,000 yen",
+                    "done": True}  # fmt: skip
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT amount_yen, method FROM payments").fetchall() == [
+            (20_000, "card")
+        ]
+    assert history(db, cid)[-1][1:] == ("payment", "20,000 yen by card")
+
+
+async def test_record_payment_without_a_quote_is_refused(db: Path) -> None:
+    cid = await new_case()
+    with pytest.raises(ToolError, match="no quote yet"):
+        await call(desk.record_payment, case_id=cid, amount_yen="1000", method="cash")
