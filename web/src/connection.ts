@@ -28,13 +28,16 @@ export class TokenError extends Error {
   }
 }
 
-/** POST {} to the same-origin token endpoint (relative, so a path prefix behind a proxy works). */
-export async function fetchToken(url = 'token'): Promise<TokenResponse> {
+/**
+ * POST {} to the token endpoint (relative by default, so a path prefix behind a proxy works).
+ * `headers` adds e.g. `Authorization: Bearer <key>` (the widget's `token-key`).
+ */
+export async function fetchToken(url = 'token', headers: Record<string, string> = {}): Promise<TokenResponse> {
   let res: Response;
   try {
     res = await fetch(url, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: { ...headers, 'Content-Type': 'application/json', Accept: 'application/json' },
       body: '{}',
       cache: 'no-store',
       credentials: 'same-origin',
