@@ -14,6 +14,16 @@ Routes (`Cache-Control: no-store`):
                                   recoveries inline in time order (desk/calls.py)
   POST /api/console/cases/{case_id}/notes  {"text"} → the case (with calls); recorded
                                   as staff:<identity>
+  POST .../cases/{case_id}/contact     {"phone"?, "email"?} (absent: unchanged, "": removed)
+  POST .../cases/{case_id}/technician  {"technician"}
+  POST .../cases/{case_id}/reopen      {"reason"} (the page asks the clerk to confirm first)
+  POST .../cases/{case_id}/payments    {"amount_yen", "method"} (confirmed on the page too)
+  POST .../cases/{case_id}/attachments?name=photo.jpg   the raw bytes as the body (a
+                                  photo, at most desk.validate.MAX_ATTACHMENT_BYTES)
+  GET  .../cases/{case_id}/attachments/{id}   the bytes, with their sniffed content type
+  Each write answers with the case (with calls) and is recorded as staff:<identity>; an
+  optional Idempotency-Key header makes a repeated request (a double click, a retry)
+  return the first result.
 
 Who may read: the request authenticates like a token request (token_server/auth.py) and
 must be staff: a bearer key marked `staff`, or an authenticated identity (bearer key
@@ -34,21 +44,24 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from desk import Case, CaseStatus, Desk, DeskError, parse_device_type, parse_status
 from desk.calls import CallDetail, CallNotFound, CallSummary, RecoveryRecord, Segment, ToolRecord
 from desk.status import LIFECYCLE
+from desk.validate import MAX_ATTACHMENT_BYTES
 from token_server.auth import Authenticator
 from token_server.errors import NO_STORE, ApiError
 from token_server.proxies import TrustedProxies
 from token_server.settings import REPO_ROOT, Settings
 
 DESK_LIMIT = 100  # the desk's own cap per query
+_TOO_LARGE = f"The file is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB."
 _ORDER = {s.value: i for i, s in enumerate([*LIFECYCLE, CaseStatus.CANCELLED])}
 _CASE_ID = re.compile(r"^\s*(?:[Rr]\s*-?\s*)?\d{3,7}\s*$")
 
@@ -352,6 +365,126 @@ def mount_console(
             return case_with_calls(desk, case.id)
 
         return await run(note)
+
+    async def json_body(request: Request, shape: str) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise ApiError(400, "invalid_request", f"expected {shape}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", f"expected {shape}")
+        return body
+
+    def text_field(body: dict[str, Any], name: str, shape: str, *, required: bool = True) -> Any:
+        value = body.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ApiError(400, "invalid_request", f"expected {shape}")
+        return value
+
+    def key_of(request: Request, identity: str) -> str | None:
+        key = request.headers.get("idempotency-key")
+        return f"console:{identity}:{key}"[:400] if key else None
+
+    def write(case_id: str, op: Callable[[Desk], Case]) -> Callable[[], dict[str, Any]]:
+        def go() -> dict[str, Any]:
+            desk = handle.get()
+            return case_with_calls(desk, op(desk).id)
+
+        return go
+
+    @router.post("/cases/{case_id}/contact")
+    async def update_contact(request: Request, case_id: str) -> JSONResponse:
+        identity = require_staff(request)
+        shape = '{"phone": "...", "email": "..."}'
+        body = await json_body(request, shape)
+        phone = text_field(body, "phone", shape, required=False)
+        email = text_field(body, "email", shape, required=False)
+        key = key_of(request, identity)
+        return await run(
+            write(case_id, lambda d: d.update_contact(
+                case_id, phone=None if phone is None else str(phone),
+                email=None if email is None else str(email),
+                actor=f"staff:{identity}", idempotency_key=key))
+        )  # fmt: skip
+
+    @router.post("/cases/{case_id}/technician")
+    async def assign_technician(request: Request, case_id: str) -> JSONResponse:
+        identity = require_staff(request)
+        shape = '{"technician": "..."}'
+        name = str(text_field(await json_body(request, shape), "technician", shape))
+        key = key_of(request, identity)
+        return await run(
+            write(case_id, lambda d: d.assign_technician(
+                case_id, name, actor=f"staff:{identity}", idempotency_key=key))
+        )  # fmt: skip
+
+    @router.post("/cases/{case_id}/reopen")
+    async def reopen_case(request: Request, case_id: str) -> JSONResponse:
+        identity = require_staff(request)
+        shape = '{"reason": "..."}'
+        reason = str(text_field(await json_body(request, shape), "reason", shape))
+        key = key_of(request, identity)
+        return await run(
+            write(case_id, lambda d: d.reopen_case(
+                case_id, reason=reason, actor=f"staff:{identity}", idempotency_key=key))
+        )  # fmt: skip
+
+    @router.post("/cases/{case_id}/payments")
+    async def record_payment(request: Request, case_id: str) -> JSONResponse:
+        identity = require_staff(request)
+        shape = '{"amount_yen": 20000, "method": "cash"}'
+        body = await json_body(request, shape)
+        amount = text_field(body, "amount_yen", shape)
+        method = str(text_field(body, "method", shape))
+        key = key_of(request, identity)
+        return await run(
+            write(case_id, lambda d: d.record_payment(
+                case_id, amount, method=method, actor=f"staff:{identity}",
+                idempotency_key=key))
+        )  # fmt: skip
+
+    @router.post("/cases/{case_id}/attachments")
+    async def attach_file(request: Request, case_id: str, name: str = "") -> JSONResponse:
+        identity = require_staff(request)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_ATTACHMENT_BYTES:
+            raise ApiError(413, "too_large", _TOO_LARGE)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_ATTACHMENT_BYTES:
+                raise ApiError(413, "too_large", _TOO_LARGE)
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        key = key_of(request, identity)
+        return await run(
+            write(case_id, lambda d: d.attach_file(
+                case_id, name=name, data=data, actor=f"staff:{identity}",
+                idempotency_key=key))
+        )  # fmt: skip
+
+    @router.get("/cases/{case_id}/attachments/{attachment_id}")
+    async def get_attachment(request: Request, case_id: str, attachment_id: str) -> Response:
+        require_staff(request)
+        try:
+            meta, data = await asyncio.to_thread(
+                handle.get().get_attachment, case_id, attachment_id
+            )
+        except DeskError as e:
+            raise ApiError(404, "not_found", str(e)) from None
+        return Response(
+            data,
+            media_type=meta.content_type,
+            headers={
+                **NO_STORE,
+                "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f"inline; filename*=UTF-8''{quote(meta.name)}",
+                "Content-Security-Policy": "default-src 'none'",
+            },
+        )
 
     app.include_router(router)
     return handle

@@ -26,6 +26,7 @@ import {
 import { callHeader, callRowEl, caseCallsEl, renderCallDetail, type CallDetail, type CallRow } from './calls';
 import { applyConsoleText, ct, deviceName, type CKey } from './i18n';
 import { JOBS_CSS, JobsPanel, TOPIC_JOBS } from '../jobs/panel';
+import { CASE_OPS_CSS, CaseOps, type OpsCase } from './caseops';
 
 // ---------------------------------------------------------------- types and state
 
@@ -43,7 +44,7 @@ interface Row {
   symptom: string;
 }
 
-interface Detail extends Row {
+interface Detail extends Row, OpsCase {
   phone: string | null;
   email: string | null;
   notes: { at: string; author: string; text: string }[];
@@ -402,6 +403,25 @@ async function saveNote(): Promise<Detail> {
   return detail;
 }
 
+// edit contact, assign, reopen, payment, photos (caseops.ts): below the case's fields
+const caseOpsStyle = document.createElement('style');
+caseOpsStyle.textContent = CASE_OPS_CSS;
+document.head.append(caseOpsStyle);
+const caseOps = new CaseOps<Detail>({
+  api,
+  authHeaders,
+  saved(detail, message) {
+    if (state.selected !== detail.id) return;
+    state.detail = detail;
+    render();
+    showToast(message);
+    void loadQueue();
+    void loadSummary();
+  },
+  failed: (message) => showToast(message),
+});
+ui.detailFields.after(caseOps.root);
+
 function scroll(to: 'top' | 'bottom' | 'up' | 'down'): void {
   const el = state.view === 'case' ? ui.detailScroll : ui.queueScroll;
   const page = el.clientHeight * 0.8;
@@ -599,6 +619,7 @@ function renderDetail(d: Detail): void {
     }),
   );
   ui.detailCalls.replaceChildren(...caseCallsEl(d.calls ?? [], (ref) => void openCall(ref, 'case').catch(handleLoadError)));
+  caseOps.show(d);
 }
 
 function historyText(h: Detail['history'][number]): string {
