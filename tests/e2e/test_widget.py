@@ -37,6 +37,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
 DIST = ROOT / "web" / "dist"
 UI_TOOLS = {"ui_filter", "ui_open_order", "ui_close", "get_screen"}
+LOUD = 0.02  # the widget's levels.agent (RMS, 0..1) while the agent's voice plays
+QUIET = 0.005  # ... and once it has stopped
+INTERRUPT_BOUND_MS = 1500  # click → the agent's audio is silent in the page
 
 
 def _unavailable(reason: str) -> None:
@@ -186,6 +189,57 @@ async def test_a_click_on_the_host_page_reaches_get_screen(host: Host) -> None:
     closed = await host.act("ui_close")
     assert output(closed) == "Closed.", closed
     await expect(page.locator("#detail")).to_be_hidden()
+
+
+async def test_tool_indicator_shows_while_a_host_handler_runs(host: Host) -> None:
+    page = host.page
+    # the host's close handler takes 1.5 s this time (the object is edited in place: no redeclare)
+    await page.evaluate(
+        """() => { const a = document.querySelector('kaiwa-voice').actions.close;
+                   const fast = a.handler;
+                   a.handler = async (args) => { await new Promise(r => setTimeout(r, 1500));
+                                                 a.handler = fast; return fast(args); }; }"""
+    )
+    act = asyncio.create_task(host.act("ui_close"))
+    try:
+        indicator = page.locator("kaiwa-voice [part=tools]")
+        await expect(indicator).to_be_visible(timeout=5_000)
+        await expect(indicator).to_contain_text("ui_close")
+    finally:
+        assert output(await act) == "Closed."
+    await expect(page.locator("kaiwa-voice [part=tools]")).to_be_hidden(timeout=5_000)
+
+
+async def test_interrupt_button_stops_the_agent(host: Host) -> None:
+    page, conv = host.page, host.conv
+    level = "document.querySelector('kaiwa-voice').levels.agent"
+    speech = asyncio.create_task(
+        conv.speak(text="Let me read all ten orders to you. " * 4, seconds=10.0, barge_in=False)
+    )
+    try:
+        await page.wait_for_function(f"{level} > {LOUD}", timeout=15_000)
+        await expect(page.locator("kaiwa-voice")).to_have_attribute("data-agent", "speaking")
+        await expect(page.locator("kaiwa-voice [part=interrupt].attention")).to_be_visible()
+        clicked = time.monotonic()
+        await page.click("kaiwa-voice [part=interrupt]")
+        # silent for 300 ms in a row, within the bound
+        await page.wait_for_function(
+            f"""() => {{ const now = performance.now(); window.__loudAt ??= now;
+                   if ({level} > {QUIET}) window.__loudAt = now;
+                   return now - window.__loudAt >= 300; }}""",
+            polling="raf",
+            timeout=INTERRUPT_BOUND_MS + 3000,
+        )
+        silent_ms = (time.monotonic() - clicked) * 1000 - 300
+        print(f"widget: agent audio silent {silent_ms:.0f} ms after the interrupt click")
+        assert silent_ms < INTERRUPT_BOUND_MS
+        assert not speech.done(), "the fake finished its turn: nothing was interrupted"
+        await expect(page.locator("kaiwa-voice")).not_to_have_attribute(
+            "data-agent", "speaking", timeout=5_000
+        )
+    finally:
+        await conv.send_interrupted(timeout=10)
+        await asyncio.wait_for(speech, 15)
 
 
 async def test_screenshot_and_no_page_errors(host: Host) -> None:

@@ -206,3 +206,55 @@ def test_case_card_handlers_japanese(playwright, base_url: str) -> None:  # type
         assert page.evaluate(call, ["clear", "{}"]) == "ok"
         assert page.locator("#case-card").get_attribute("hidden") is not None
         assert errors == []
+
+
+def test_widget_contract_without_a_server(playwright, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The <kaiwa-voice> element on the example page: its declaration, its bounded context,
+    and a token error shown inside the widget (http.server answers POST with 501)."""
+    if not (DIST / "widget.js").is_file() or not (DIST / "examples" / "orders.html").is_file():
+        _unavailable("web/dist/widget.js not built (cd web && npm run build)")
+    html = (DIST / "examples" / "orders.html").read_text()
+    assert "'../widget.js?v=" in html and "https://" not in html
+    with tempfile.TemporaryDirectory(prefix="kaiwa-test-chromium-") as udd:
+        ctx = playwright.chromium.launch_persistent_context(
+            udd, executable_path=CHROMIUM, headless=False, args=[*ARGS, "--lang=en-US"]
+        )
+        try:
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+            page.goto(f"{base_url}examples/orders.html")
+            page.wait_for_function("() => document.querySelector('kaiwa-voice').context")
+            decl = page.evaluate("document.querySelector('kaiwa-voice').declaration()")
+            assert decl["v"] == 1
+            assert [a["name"] for a in decl["actions"]] == ["filter", "open_order", "close"]
+            assert decl["actions"][2]["parameters"] == {"type": "object", "properties": {}}
+            ctx_ = page.evaluate("document.querySelector('kaiwa-voice').screenContext()")
+            assert ctx_["v"] == 1 and ctx_["view"] == "list" and len(ctx_["visible"]) == 10
+            # a context over 4,096 bytes loses half of `visible` until it fits
+            big = page.evaluate(
+                """() => { const w = document.querySelector('kaiwa-voice');
+                           const old = w.context;
+                           w.context = () => ({view: 'list', visible: Array.from({length: 400},
+                                               (_, i) => 'ORDER-' + String(i).padStart(6, '0'))});
+                           const c = w.screenContext(); w.context = old; return c; }"""
+            )
+            assert 0 < len(big["visible"]) < 400
+            assert len(json.dumps(big, separators=(",", ":"))) <= 4096
+            # a bad action name is refused before anything is sent
+            bad = page.evaluate(
+                """() => { const w = document.querySelector('kaiwa-voice'); const old = w.actions;
+                           w.actions = {'Bad-Name': {description: 'x', handler: () => 'ok'}};
+                           try { w.declaration(); return null } catch (e) { return e.message }
+                           finally { w.actions = old } }"""
+            )
+            assert bad and "must match" in bad
+            # the token request fails: the widget shows it and stays usable
+            page.click("kaiwa-voice [part=start]")
+            page.wait_for_selector("kaiwa-voice [part=error]:not([hidden])", timeout=10_000)
+            assert "501" in page.inner_text("kaiwa-voice [part=error]")
+            assert page.get_attribute("kaiwa-voice", "data-connection") == "disconnected"
+            assert page.is_enabled("kaiwa-voice [part=start]")
+            assert errors == []
+        finally:
+            ctx.close()
