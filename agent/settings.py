@@ -409,6 +409,12 @@ class Settings(BaseSettings):
             return self.instructions_file.read_text(encoding="utf-8").strip() or None
         return self.instructions
 
+    # --- push-to-talk (agent/push_to_talk.py) ---
+    # auto: open mic, Gemini's VAD ends each turn. push_to_talk: on staff calls (the
+    # console), Gemini's automatic activity detection is off and the caller's audio reaches
+    # it only while the console's talk key is held (activityStart .. activityEnd).
+    turn_mode: Literal["auto", "push_to_talk"] = Field("auto", validation_alias="KAIWA_TURN_MODE")
+
 
 def load_settings() -> Settings:
     """Read settings, turning validation errors into one readable line."""

@@ -29,6 +29,7 @@ from .lifecycle import (
     metrics_options,
     wait_for_caller,
 )
+from .push_to_talk import TURN_MODE_ATTRIBUTE, PushToTalk, push_to_talk_for, turn_handling
 from .recorder import purge_old_transcripts, start_recording
 from .resilience import end_call_when_model_lost
 from .session_store import open_handle_store
@@ -196,6 +197,8 @@ async def entrypoint(ctx: JobContext) -> None:
         on_caller_speech_ended=recorder.caller_speech_ended,
         tool_policies=tool_policies(tools),
     )
+    # push-to-talk (KAIWA_TURN_MODE, staff calls): manual activity, audio only while held
+    ptt = push_to_talk_for(settings, call.access)
     session: AgentSession[CallState] = AgentSession(
         userdata=call,
         llm=build_realtime_model(
@@ -204,7 +207,9 @@ async def entrypoint(ctx: JobContext) -> None:
             # a replacement for a crashed job resumes the same Gemini conversation
             resume_handle=resume_handle,
             hooks=hooks,
+            push_to_talk=ptt,
         ),
+        turn_handling=turn_handling(ptt),
     )
     confirm.listen(session, call.confirmations)
     recorder.attach(session)
@@ -254,6 +259,11 @@ async def entrypoint(ctx: JobContext) -> None:
         await ctx.room.local_participant.set_attributes({TOOLS_ATTRIBUTE: value})
 
     call.activity.attach(publish_tools)
+    if ptt:
+        talk_key = PushToTalk(session, participant.identity)
+        talk_key.prepare()  # no audio reaches Gemini before the first press
+        talk_key.attach(ctx.room)
+        await ctx.room.local_participant.set_attributes({TURN_MODE_ATTRIBUTE: "push_to_talk"})
 
     end_call_when_model_lost(session, ctx, settings.language)
     await session.start(

@@ -20,8 +20,18 @@ _END = {
 }
 
 
-def realtime_input_config(settings: Settings) -> types.RealtimeInputConfig | None:
-    """Server VAD tuning; None keeps Gemini's defaults (nothing sent)."""
+def realtime_input_config(
+    settings: Settings, *, push_to_talk: bool = False
+) -> types.RealtimeInputConfig | None:
+    """Server VAD tuning; None keeps Gemini's defaults (nothing sent).
+
+    Push-to-talk turns Gemini's activity detection off: the worker sends activityStart and
+    activityEnd as the talk key is pressed and released (agent/push_to_talk.py).
+    """
+    if push_to_talk:
+        return types.RealtimeInputConfig(
+            automatic_activity_detection=types.AutomaticActivityDetection(disabled=True)
+        )
     vad: dict[str, Any] = {}
     if settings.vad_start_sensitivity in _START:
         vad["start_of_speech_sensitivity"] = _START[settings.vad_start_sensitivity]
@@ -54,6 +64,7 @@ def build_realtime_model(
     instructions: str,
     resume_handle: str | None = None,
     hooks: CallHooks | None = None,
+    push_to_talk: bool = False,
 ) -> KaiwaRealtimeModel:
     kwargs: dict[str, Any] = {
         "instructions": instructions,
@@ -72,7 +83,7 @@ def build_realtime_model(
         kwargs["language"] = settings.language
     if settings.temperature is not None:
         kwargs["temperature"] = settings.temperature
-    if (ric := realtime_input_config(settings)) is not None:
+    if (ric := realtime_input_config(settings, push_to_talk=push_to_talk)) is not None:
         kwargs["realtime_input_config"] = ric
     if (cwc := compression_config(settings)) is not None:
         kwargs["context_window_compression"] = cwc
@@ -98,5 +109,6 @@ def build_realtime_model(
         input_chunk_ms=settings.audio_frame_ms,
         resilience=resilience,
         hooks=hooks,
+        manual_activity=push_to_talk,
         **kwargs,
     )

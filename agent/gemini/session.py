@@ -173,6 +173,8 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
         self._gen_had_audio = False
         self._reply_done_at: float | None = None
         self._speech_started_at: float | None = None
+        # push-to-talk: None with Gemini's VAD; else whether the talk key's activity is open
+        self._held: bool | None = False if realtime_model.manual_activity else None
         self._watchdog = asyncio.create_task(self._stall_watchdog(), name="kaiwa-stall-watchdog")
 
     # ------------------------------------------------------------------ connect guard
@@ -306,11 +308,36 @@ class KaiwaRealtimeSession(realtime_api.RealtimeSession):
             if self._hooks.on_caller_speech_started is not None:
                 self._hooks.on_caller_speech_started(time.monotonic())
         elif edge == "ended":
-            self.clock.due("caller_turn", time.monotonic())
+            if self._held is None:  # push-to-talk: the reply is due at the release instead
+                self.clock.due("caller_turn", time.monotonic())
             if self._hooks.on_caller_speech_ended is not None:
                 silent_for = self.gate.now - (self.gate.turn_end or self.gate.now)
                 self._hooks.on_caller_speech_ended(time.monotonic() - silent_for)
         super().push_audio(frame)
+
+    # push-to-talk (agent/push_to_talk.py). The talk key opens the activity (`hold`);
+    # AgentSession.commit_user_turn() -> commit_audio() ends it, and Gemini answers that
+    # (no extra client turn). The framework calls start_user_activity() on every interrupt,
+    # including just before each reply Gemini starts on its own: an activityStart there
+    # would cut the reply to the release off, so in push-to-talk only the key opens one.
+    def start_user_activity(self) -> None:
+        if self._held is None:
+            super().start_user_activity()
+
+    def hold(self) -> None:
+        if self._held is False:
+            self._held = True
+            self.clock.caller_speaking()
+            start = types.ActivityStart()
+            self._send_client_event(types.LiveClientRealtimeInput(activity_start=start))
+
+    def commit_audio(self) -> None:
+        if self._held is None:
+            return super().commit_audio()
+        if self._held:
+            self._held = False
+            self._send_client_event(types.LiveClientRealtimeInput(activity_end=types.ActivityEnd()))
+            self.clock.due("caller_turn", time.monotonic())  # Gemini answers the released turn
 
     def _send_client_event(self, event: Any) -> None:
         if isinstance(event, types.LiveClientRealtimeInput) and event.audio is not None:
@@ -657,9 +684,11 @@ class KaiwaRealtimeModel(realtime_api.RealtimeModel):
         input_chunk_ms: int = 50,
         resilience: ResilienceOptions | None = None,
         hooks: CallHooks | None = None,
+        manual_activity: bool = False,  # push-to-talk: activity detection off in kwargs
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.manual_activity = manual_activity
         self.input_chunk_ms = input_chunk_ms
         self.resilience = resilience or ResilienceOptions()
         self.hooks = hooks or CallHooks()
