@@ -27,6 +27,7 @@ import { callHeader, callRowEl, caseCallsEl, renderCallDetail, type CallDetail, 
 import { applyConsoleText, ct, deviceName, type CKey } from './i18n';
 import { JOBS_CSS, JobsPanel, TOPIC_JOBS } from '../jobs/panel';
 import { CASE_OPS_CSS, CaseOps, type OpsCase } from './caseops';
+import { ATTR_TURN_MODE, PTT_CSS, TalkKey } from './ptt';
 
 // ---------------------------------------------------------------- types and state
 
@@ -180,6 +181,12 @@ document.head.append(jobsStyle);
 const jobs = new JobsPanel(document.getElementById('jobs') ?? document.createElement('section'));
 jobs.agentIdentity = () => state.agentIdentity;
 const transcript = new Transcript(ui.transcript);
+// push-to-talk (the worker's KAIWA_TURN_MODE): a hold-to-talk button beside "End voice"
+const pttStyle = document.createElement('style');
+pttStyle.textContent = PTT_CSS;
+document.head.append(pttStyle);
+const talkKey = new TalkKey(() => state.agentIdentity);
+ui.voiceStop.after(talkKey.button);
 
 // ---------------------------------------------------------------- data
 
@@ -849,6 +856,7 @@ async function startVoice(): Promise<void> {
     room = r;
     window.kaiwaConsole.room = r;
     wire(r);
+    talkKey.room = r;
     await r.connect(token.server_url, token.participant_token);
     state.voice = 'on';
     refreshAgent(r);
@@ -867,6 +875,8 @@ async function stopVoice(): Promise<void> {
   const r = room;
   room = undefined;
   window.kaiwaConsole.room = undefined;
+  talkKey.setEnabled(false);
+  talkKey.room = undefined;
   Object.assign(state, { voice: 'off', agent: 'absent', agentIdentity: null, tools: [], declaredTo: null });
   ui.audioSink.replaceChildren();
   if (r) {
@@ -905,6 +915,7 @@ function refreshAgent(r: Room): void {
   state.agentIdentity = agent?.identity ?? null;
   state.agent = agent ? (agent.attributes[ATTR_AGENT_STATE] ?? 'initializing') : 'waiting';
   state.tools = parseTools(agent?.attributes[ATTR_TOOLS]);
+  talkKey.setEnabled(agent?.attributes[ATTR_TURN_MODE] === 'push_to_talk');
   if (!agent) state.declaredTo = null;
   else if (agent.attributes[PROTOCOL_ATTRIBUTE] === PROTOCOL_VERSION && state.declaredTo !== agent.identity) void declareTo(agent.identity);
   render();
