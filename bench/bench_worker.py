@@ -34,13 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
-from google.genai import types  # noqa: E402
 from livekit.agents import AgentSession  # noqa: E402
 from livekit.agents.voice import room_io  # noqa: E402
 from livekit.plugins.google.realtime import RealtimeModel  # noqa: E402
 
 import agent.worker  # noqa: E402
-from agent.gemini.model import compression_config, realtime_input_config  # noqa: E402
+from agent.gemini.model import plugin_options  # noqa: E402
 from agent.settings import Settings  # noqa: E402
 
 
@@ -52,35 +51,7 @@ def stock_realtime_model(
     hooks: Any = None,
 ) -> RealtimeModel:
     """The plugin's RealtimeModel with kaiwa's settings; `hooks` have nowhere to go."""
-    kwargs: dict[str, Any] = {
-        "instructions": instructions,
-        "model": settings.model,
-        "voice": settings.voice,
-    }
-    if settings.use_vertexai:
-        kwargs |= {
-            "vertexai": True,
-            "project": settings.google_cloud_project,
-            "location": settings.google_cloud_location,
-        }
-    elif settings.google_api_key is not None:
-        kwargs["api_key"] = settings.google_api_key.get_secret_value()
-    if settings.language:
-        kwargs["language"] = settings.language
-    if settings.temperature is not None:
-        kwargs["temperature"] = settings.temperature
-    if (ric := realtime_input_config(settings)) is not None:
-        kwargs["realtime_input_config"] = ric
-    if (cwc := compression_config(settings)) is not None:
-        kwargs["context_window_compression"] = cwc
-    if resume_handle:
-        kwargs["session_resumption"] = types.SessionResumptionConfig(handle=resume_handle)
-    if settings.affective_dialog is not None:
-        kwargs["enable_affective_dialog"] = settings.affective_dialog
-    if settings.proactive_audio is not None:
-        kwargs["proactivity"] = settings.proactive_audio
-    if settings.thinking_budget is not None:
-        kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=settings.thinking_budget)
+    kwargs = plugin_options(settings, instructions=instructions, resume_handle=resume_handle)
     return RealtimeModel(**kwargs)
 
 

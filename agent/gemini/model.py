@@ -58,14 +58,15 @@ def compression_config(settings: Settings) -> types.ContextWindowCompressionConf
     )
 
 
-def build_realtime_model(
+def plugin_options(
     settings: Settings,
     *,
     instructions: str,
     resume_handle: str | None = None,
-    hooks: CallHooks | None = None,
     push_to_talk: bool = False,
-) -> KaiwaRealtimeModel:
+) -> dict[str, Any]:
+    """The plugin's RealtimeModel keyword arguments for these settings (bench/ builds the
+    plugin's own model from the same options for its "stock" column)."""
     kwargs: dict[str, Any] = {
         "instructions": instructions,
         "model": settings.model,
@@ -96,6 +97,23 @@ def build_realtime_model(
         kwargs["proactivity"] = settings.proactive_audio
     if settings.thinking_budget is not None:
         kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=settings.thinking_budget)
+    return kwargs
+
+
+def build_realtime_model(
+    settings: Settings,
+    *,
+    instructions: str,
+    resume_handle: str | None = None,
+    hooks: CallHooks | None = None,
+    push_to_talk: bool = False,
+) -> KaiwaRealtimeModel:
+    kwargs = plugin_options(
+        settings,
+        instructions=instructions,
+        resume_handle=resume_handle,
+        push_to_talk=push_to_talk,
+    )
     resilience = ResilienceOptions(
         setup_timeout_s=settings.setup_timeout_s,
         stall_timeout_s=settings.stall_timeout_s,

@@ -6,7 +6,6 @@ number or email reaches any log. Real livekit-server, worker, token servers and 
 
 from __future__ import annotations
 
-import ast
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ import pytest
 from desk import Desk
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
 from tests.support.caller import Caller
+from tests.support.responses import tool_output
 from tests.support.stack import (
     ARTIFACTS,
     STAFF_IDENTITY,
@@ -74,17 +74,6 @@ def text_of(response: dict[str, object]) -> str:
     return json.dumps(response, ensure_ascii=False)
 
 
-def output_of(response: dict[str, object]) -> dict[str, object]:
-    out = response.get("output")
-    if isinstance(out, str):
-        try:
-            out = json.loads(out)
-        except ValueError:
-            out = ast.literal_eval(out)
-    assert isinstance(out, dict), response
-    return out
-
-
 def snapshot(desk_db: Path, case_id: str) -> tuple[object, ...]:
     c = Desk.open(desk_db).get_case(case_id)
     return (c.status, c.quote_yen, c.return_date, len(c.notes), len(c.history))
@@ -126,8 +115,8 @@ async def test_an_anonymous_caller_must_verify_and_sees_only_masked_data(
     try:
         conv = await start_call(caller, gemini)
         ok = await conv.call_tool("verify_caller", {"case_id": case_id, "phone_last4": "4321"})
-        assert output_of(ok)["verified"] is True
-        got = output_of(await conv.call_tool("get_case", {"case_id": case_id}))
+        assert tool_output(ok)["verified"] is True
+        got = tool_output(await conv.call_tool("get_case", {"case_id": case_id}))
         assert got["id"] == case_id and got["phone"] == "***-****-4321"
         assert got["email"] == "s***@example.com"
         listing = await conv.call_tool("find_cases", {"name": "Sato"})
@@ -145,7 +134,7 @@ async def test_staff_see_everything_and_are_named_in_the_history(
     try:
         conv = await start_call(caller, gemini, bearer=STAFF_KEY)
         assert "staff" in (conv.system_instruction or "") and "find_cases" in conv.tool_names
-        created = output_of(
+        created = tool_output(
             await conv.call_tool(
                 "create_case",
                 {
@@ -157,7 +146,7 @@ async def test_staff_see_everything_and_are_named_in_the_history(
                 },
             )
         )
-        got = output_of(await conv.call_tool("get_case", {"case_id": created["id"]}))
+        got = tool_output(await conv.call_tool("get_case", {"case_id": created["id"]}))
         assert got["phone"] == PHONE and got["email"] == EMAIL  # staff: unmasked
         await conv.call_tool("add_note", {"case_id": created["id"], "text": "called back"})
         await conv.speak(text="Done.", seconds=0.4)

@@ -10,9 +10,7 @@ at the console. Screenshots go to docs/console-queue.png and docs/console-detail
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import json
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +26,7 @@ from tests.fakes.gemini_live import GeminiLiveFake
 from tests.fakes.gemini_live.conversation import FakeConversation
 from tests.fakes.gemini_live.records import SetupInfo
 from tests.support.browser import chromium, fake_mic_wav, find_chromium, in_ci
+from tests.support.responses import tool_output
 from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
 
 from .conftest import AGENT_NAME, fresh_conversation
@@ -53,19 +52,6 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def output(response: dict[str, Any]) -> Any:
-    """A tool response's output, decoded (the plugin sends str(output))."""
-    assert "output" in response, response
-    out = response["output"]
-    if isinstance(out, str):
-        for decode in (json.loads, ast.literal_eval):
-            try:
-                return decode(out)
-            except (ValueError, SyntaxError):
-                continue
-    return out
-
-
 @dataclass
 class Console:
     page: Page
@@ -82,7 +68,7 @@ class Console:
         return result
 
     async def screen(self) -> dict[str, Any]:
-        got = output(await self.conv.call_tool("get_screen", {}, timeout=20))
+        got = tool_output(await self.conv.call_tool("get_screen", {}, timeout=20))
         assert isinstance(got, dict), got
         return got
 
@@ -212,7 +198,7 @@ async def test_console_api_is_for_staff_only(console_server: TokenServer) -> Non
 async def test_filter_to_quoted_filters_the_queue(console: Console) -> None:
     page = console.page
     result = await console.act("ui_filter", {"status": "quoted"})
-    assert "quoted" in str(output(result)), result
+    assert "quoted" in str(tool_output(result)), result
     await expect(page.locator("#filter-status")).to_have_value("quoted")
     badges = page.locator("#queue-body tr [data-col=status] .status-badge")
     await expect(badges.first).to_be_visible()
@@ -235,7 +221,7 @@ async def test_open_the_third_one_opens_what_was_third(console: Console) -> None
     third = screen["visible"][2]
     assert third == on_screen[2]
     result = await console.act("ui_open_case", {"case_id": third})
-    assert third in str(output(result)), result
+    assert third in str(tool_output(result)), result
     await expect(page.locator("#detail")).to_be_visible()
     await expect(page.locator("#detail")).to_have_attribute("data-case-id", third)
     await expect(page.locator("#detail-history li").first).to_contain_text("by ")
@@ -249,7 +235,7 @@ async def test_next_case_moves_on(console: Console) -> None:
     assert current in on_screen
     expected = on_screen[on_screen.index(current) + 1]
     result = await console.act("ui_next")
-    assert expected in str(output(result)), result
+    assert expected in str(tool_output(result)), result
     await expect(page.locator("#detail")).to_have_attribute("data-case-id", expected)
     # a bad argument comes back as a sentence, and nothing changes
     bad = await console.act("ui_open_case", {"position": "third"})

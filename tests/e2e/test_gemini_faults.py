@@ -7,7 +7,6 @@ prints the measured recovery time (collected in docs/reliability.md).
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import base64
 import contextlib
@@ -23,6 +22,7 @@ import pytest
 from desk import Desk
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake, speech_like_pcm
 from tests.support.caller import Caller, load_wav
+from tests.support.responses import tool_output
 from tests.support.stack import (
     ROOT,
     STAFF_KEY,
@@ -49,18 +49,6 @@ def fault_db(stack_dir: Path) -> Path:
 def count(db: Path, sql: str, *params: object) -> int:
     with sqlite3.connect(db) as conn:
         return int(conn.execute(sql, params).fetchone()[0])
-
-
-def output_of(response: dict[str, object]) -> dict[str, object]:
-    """A tool response's output as the tool returned it (the framework sends it as text)."""
-    out = response.get("output")
-    if isinstance(out, str):
-        try:
-            out = json.loads(out)
-        except ValueError:
-            out = ast.literal_eval(out)
-    assert isinstance(out, dict), response
-    return out
 
 
 def cases_named(db: Path, name: str) -> int:
@@ -307,7 +295,7 @@ async def test_a_no_to_a_confirmation_changes_nothing(
 
     async def propose_and_answer(transcript: str) -> dict[str, object]:
         proposal = await conv.call_tool("set_quote", {"case_id": case.id, "amount_yen": "50,000"})
-        pid = output_of(proposal)["confirmation_id"]
+        pid = tool_output(proposal)["confirmation_id"]
         await conv.speak(text="The quote is fifty thousand yen. Shall I set it?", seconds=0.8)
         await caller.say_and_wait(load_wav(SPEECH))  # the caller answers after the proposal
         await conv.wait_for_user_turn_end(timeout=15)

@@ -10,7 +10,6 @@ server, the desk, and the Gemini fake scripting the model's tool calls.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import os
@@ -28,6 +27,7 @@ from desk.seed import seed
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
 from tests.fakes.gemini_live.records import ClientContentRecord, SetupInfo
 from tests.support.caller import Caller
+from tests.support.responses import tool_output
 from tests.support.stack import (
     ROOT,
     STAFF_KEY,
@@ -156,17 +156,6 @@ async def call(
     conv.assert_no_protocol_errors()
 
 
-def output(response: dict[str, Any]) -> dict[str, Any]:
-    out = response.get("output")
-    if isinstance(out, str):
-        try:
-            out = json.loads(out)
-        except ValueError:
-            out = ast.literal_eval(out)
-    assert isinstance(out, dict), response
-    return out
-
-
 def row(db: Path, job_id: str) -> dict[str, Any]:
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
@@ -188,7 +177,7 @@ async def start(conv: FakeConversation, name: str, **params: str) -> tuple[str, 
     sent = time.monotonic()
     response = await conv.call_tool("start_job", {"name": name, "parameters": params}, timeout=15)
     answered_s = time.monotonic() - sent
-    out = output(response)
+    out = tool_output(response)
     assert out["status"] == "running", out
     return str(out["job_id"]), answered_s
 
@@ -213,7 +202,7 @@ async def test_job_progress_on_the_page_result_once_and_on_record(
     await conv.speak(text="I've started the diagnosis.", seconds=0.6)
 
     # the conversation goes on while it runs: another tool, another turn
-    status = output(await conv.call_tool("job_status", {"job_id": job_id}, timeout=10))
+    status = tool_output(await conv.call_tool("job_status", {"job_id": job_id}, timeout=10))
     assert status["status"] == "running", status
     await conv.speak(text="It is running.", seconds=0.5)
     first = await page.wait_for(job_id, lambda u: (u["percent"] or 0) > 0, 10, "with percent")
@@ -249,7 +238,7 @@ async def test_cancel_by_voice_stops_the_process(
     pid = int(update["pid"])
     os.kill(pid, 0)  # running
 
-    cancelled = output(await conv.call_tool("cancel_job", {"job_id": job_id}, timeout=10))
+    cancelled = tool_output(await conv.call_tool("cancel_job", {"job_id": job_id}, timeout=10))
     assert cancelled["status"] == "cancelled", cancelled
     deadline = time.monotonic() + 5
     while True:

@@ -4,7 +4,6 @@ in one cannot be confirmed from the other. Per-call state lives on the call (Cal
 
 from __future__ import annotations
 
-import ast
 import json
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import pytest
 from desk import Desk
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
 from tests.support.caller import Caller
+from tests.support.responses import tool_output
 from tests.support.stack import (
     STAFF_KEY,
     LiveKitServer,
@@ -73,17 +73,6 @@ async def join(tokens: TokenServer, gemini: GeminiLiveFake) -> tuple[Caller, Fak
     return caller, conv
 
 
-def output_of(response: dict[str, object]) -> dict[str, object]:
-    out = response.get("output")
-    if isinstance(out, str):
-        try:
-            out = json.loads(out)
-        except ValueError:
-            out = ast.literal_eval(out)
-    assert isinstance(out, dict), response
-    return out
-
-
 async def test_two_calls_in_one_process_do_not_share_state(
     thread_worker: Worker, thread_tokens: TokenServer, gemini: GeminiLiveFake, thread_db: Path
 ) -> None:
@@ -105,7 +94,7 @@ async def test_two_calls_in_one_process_do_not_share_state(
 
         # a confirmation proposed in A cannot be confirmed from B
         Desk.open(thread_db).update_status(case.id, "diagnosing")
-        proposal = output_of(
+        proposal = tool_output(
             await conv_a.call_tool("set_quote", {"case_id": case.id, "amount_yen": "30000"})
         )
         stolen = await conv_b.call_tool(

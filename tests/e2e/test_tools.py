@@ -10,7 +10,6 @@ shared worker keeps its defaults.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import sqlite3
@@ -24,6 +23,7 @@ from livekit import rtc
 
 from tests.fakes.gemini_live import FakeConversation, GeminiLiveFake
 from tests.support.caller import Caller, load_wav
+from tests.support.responses import tool_output
 from tests.support.stack import (
     STAFF_KEY,
     LiveKitServer,
@@ -139,19 +139,6 @@ def _get(payload: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def output(response: dict[str, Any]) -> Any:
-    """A successful tool response's output, decoded (the plugin sends str(output))."""
-    assert "output" in response, response
-    out = response["output"]
-    if isinstance(out, str):
-        for decode in (json.loads, ast.literal_eval):
-            try:
-                return decode(out)
-            except (ValueError, SyntaxError):
-                continue
-    return out
-
-
 def case_row(db: Path, case_id: str) -> tuple[str, int | None] | None:
     with sqlite3.connect(db) as conn:
         row = conn.execute(
@@ -186,7 +173,7 @@ async def test_desk_tools_through_the_fake(
     _, screen, conv = session
 
     # create_case with arguments → the case exists in the SQLite file
-    created = output(
+    created = tool_output(
         await conv.call_tool(
             "create_case",
             {"customer_name": "Sato Hanako", "device_type": "SSD", "symptom": "not detected",
@@ -202,7 +189,7 @@ async def test_desk_tools_through_the_fake(
 
     # get_case (spoken form of the id) → the case comes back in the tool response
     started = time.monotonic()
-    got = output(await conv.call_tool("get_case", {"case_id": case_id.replace("-", " ")}))
+    got = tool_output(await conv.call_tool("get_case", {"case_id": case_id.replace("-", " ")}))
     round_trip = time.monotonic() - started
     assert got["id"] == case_id and got["symptom"] == "not detected"
     print(f"get_case round trip through the worker: {round_trip * 1000:.0f} ms")
@@ -214,7 +201,7 @@ async def test_desk_tools_through_the_fake(
     assert "error" in bad and "device type 'toaster'" in bad["error"], bad
 
     # update_status → the screen highlights the change
-    moved = output(
+    moved = tool_output(
         await conv.call_tool("update_status", {"case_id": case_id, "status": "diagnosing"})
     )
     assert moved["status"] == "diagnosing"
@@ -230,14 +217,14 @@ async def test_cancel_changes_nothing_until_the_caller_confirms(
     session: tuple[Caller, Screen, FakeConversation], tools_db: Path
 ) -> None:
     _, _, conv = session
-    created = output(
+    created = tool_output(
         await conv.call_tool(
             "create_case", {"customer_name": "Ito Ken", "device_type": "HDD", "symptom": "clicks"}
         )
     )
     case_id = created["id"]
 
-    proposal = output(
+    proposal = tool_output(
         await conv.call_tool("cancel_case", {"case_id": case_id, "reason": "found a backup"})
     )
     assert proposal["needs_confirmation"] is True and case_id in proposal["summary"]
@@ -262,7 +249,7 @@ async def test_cancel_changes_nothing_until_the_caller_confirms(
     assert case_row(tools_db, case_id) == ("received", None)
 
     # The bound id after the caller's yes: performed.
-    done = output(
+    done = tool_output(
         await conv.call_tool("confirm_action", {"confirmation_id": proposal["confirmation_id"]})
     )
     assert done["status"] == "cancelled"
@@ -273,19 +260,19 @@ async def test_screen_tools_reach_the_callers_rpc_handlers(
     session: tuple[Caller, Screen, FakeConversation],
 ) -> None:
     _, screen, conv = session
-    created = output(
+    created = tool_output(
         await conv.call_tool(
             "create_case", {"customer_name": "Mori Aki", "device_type": "SD card", "symptom": "wet"}
         )
     )
     screen.calls.clear()
-    shown = output(await conv.call_tool("show_case", {"case_id": created["id"]}))
+    shown = tool_output(await conv.call_tool("show_case", {"case_id": created["id"]}))
     assert shown == {"id": created["id"], "shown": True}
     payload = await screen.wait_for("kaiwa.ui.show_case", case__id=created["id"])
     assert payload["case"]["device_type"] == "SD card"
     assert [h["action"] for h in payload["case"]["history"]] == ["created"]
 
-    assert output(await conv.call_tool("clear_screen", {})) == {"cleared": True}
+    assert tool_output(await conv.call_tool("clear_screen", {})) == {"cleared": True}
     assert await screen.wait_for("kaiwa.ui.clear") == {}
 
 
@@ -293,7 +280,7 @@ async def test_slow_tool_times_out_with_a_spoken_error(
     session: tuple[Caller, Screen, FakeConversation],
 ) -> None:
     _, _, conv = session
-    created = output(
+    created = tool_output(
         await conv.call_tool(
             "create_case", {"customer_name": "Abe Jun", "device_type": "phone", "symptom": "x"}
         )
@@ -322,7 +309,7 @@ async def test_mcp_openapi_and_builtin_tools_through_the_fake(
     stock = await conv.call_tool("part_stock", {"part_no": "PCB-7200"}, timeout=15)
     assert "3 units of PCB-7200" in json.dumps(stock), stock
 
-    price = output(await conv.call_tool("get_part_price", {"part_no": "HEAD-3.5"}, timeout=15))
+    price = tool_output(await conv.call_tool("get_part_price", {"part_no": "HEAD-3.5"}, timeout=15))
     assert price == {"part_no": "HEAD-3.5", "price": 42000, "currency": "JPY"}
     missing = await conv.call_tool("get_part_price", {"part_no": "NOPE"}, timeout=15)
     assert "found nothing" in missing.get("error", ""), missing
