@@ -102,6 +102,7 @@ class CallState:
 
     def cancel_all(self) -> int:
         """The call is ending: nothing may still write after it."""
+        self.confirmations.close()  # pending actions dropped; the page's prompt cleared
         n = self.cancel_calls(list(self.running), by_model=False)
         if self.jobs is not None:
             n += self.jobs.cancel_all()  # their process groups are killed

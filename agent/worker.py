@@ -238,6 +238,8 @@ async def entrypoint(ctx: JobContext) -> None:
 
     async def on_confirm(data: rtc.RpcInvocationData) -> str:
         # The page's confirm / decline button for a pending action: explicit, no transcript.
+        if data.caller_identity != participant.identity:
+            return json.dumps({"ok": False, "error": "only the caller of this call may answer"})
         try:
             body = json.loads(data.payload or "{}")
             cid, answer = str(body["confirmation_id"]), str(body.get("answer", "yes"))
@@ -245,8 +247,19 @@ async def entrypoint(ctx: JobContext) -> None:
             return json.dumps({"ok": False, "error": "expected {confirmation_id, answer}"})
         if answer not in ("yes", "no"):
             return json.dumps({"ok": False, "error": "answer must be yes or no"})
-        ok = call.confirmations.button(cid, "yes" if answer == "yes" else "no")
-        return json.dumps({"ok": ok} if ok else {"ok": False, "error": "no such pending action"})
+        said: confirm.Answer = "yes" if answer == "yes" else "no"
+        action = call.confirmations.button(cid, said)
+        if action is None:
+            return json.dumps({"ok": False, "error": "no such pending action"})
+        # The press only records the answer: the action runs when the model calls
+        # confirm_action, and the model heard nothing (no speech, no typed text). So it is
+        # told in the conversation (reply instructions, the framework's public API) and
+        # goes on: confirm_action after Confirm; "it was not done" after Decline.
+        try:
+            session.generate_reply(instructions=confirm.button_instructions(action, said))
+        except RuntimeError as e:  # the session is not running (closing)
+            logger.warning("button answer not passed to the model: %s", e)
+        return json.dumps({"ok": True, "answer": said})
 
     ctx.room.local_participant.register_rpc_method(INTERRUPT_RPC, on_interrupt)
     ctx.room.local_participant.register_rpc_method(CONFIRM_RPC, on_confirm)
@@ -259,6 +272,12 @@ async def entrypoint(ctx: JobContext) -> None:
         await ctx.room.local_participant.set_attributes({TOOLS_ATTRIBUTE: value})
 
     call.activity.attach(publish_tools)
+
+    async def publish_confirmation(value: str) -> None:
+        await ctx.room.local_participant.set_attributes({confirm.CONFIRMATION_ATTRIBUTE: value})
+
+    # the newest action waiting for the caller's answer, for the page's Confirm / Decline
+    call.confirmations.on_change = confirm.AttributePublisher(publish_confirmation)
     if ptt:
         talk_key = PushToTalk(session, participant.identity)
         talk_key.prepare()  # no audio reaches Gemini before the first press

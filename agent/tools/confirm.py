@@ -14,11 +14,21 @@ it only when
 A negative answer drops the pending action, and confirm_action then says so. Gemini's input
 transcription can arrive after the model's tool call: when the caller has spoken since the
 proposal but no transcript has come yet, confirm_action waits briefly for it.
+
+The page learns which action waits for an answer from the agent attribute
+`kaiwa.confirmation` (CONFIRMATION_ATTRIBUTE): compact JSON `{"id", "kind", "summary",
+"expires_in_s"}` of the newest pending action not yet answered, or "" when none. Every
+change (proposed, answered, performed, expired, replaced, call end) calls
+`Confirmations.on_change` with the new value; the worker publishes it with
+`AttributePublisher` (in order, never blocking a tool). A timer clears it at expiry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import math
 import re
 import secrets
 import time
@@ -29,6 +39,10 @@ from typing import Any, Literal
 
 from livekit.agents import ToolError
 
+logger = logging.getLogger("kaiwa.tools")
+
+CONFIRMATION_ATTRIBUTE = "kaiwa.confirmation"
+MAX_SUMMARY_CHARS = 500  # in the attribute; the model gets the whole summary
 PENDING_TTL_S = 120.0
 TRANSCRIPT_WAIT_S = 2.5
 SAY = (
@@ -92,7 +106,11 @@ class Confirmations:
     pending: dict[str, PendingAction] = field(default_factory=dict)
     declined: dict[str, str] = field(default_factory=dict)  # id -> summary
     speech_started_at: float | None = None  # the caller's latest utterance began (gate)
+    # called with the new `kaiwa.confirmation` value whenever the action shown changes
+    on_change: Callable[[str], None] | None = None
     _changed: asyncio.Event | None = None
+    _shown: str = ""  # the id of the action last published ("" none)
+    _timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ the caller
 
@@ -107,6 +125,7 @@ class Confirmations:
             if action is not None:
                 self._answer(action, answer)
         self._notify()
+        self._sync()
         return answer
 
     def caller_spoke_final(self, text: str) -> Answer | None:
@@ -115,15 +134,16 @@ class Confirmations:
     def caller_typed(self, text: str) -> Answer | None:
         return self.caller_said(text, started_at=self.clock())
 
-    def button(self, confirmation_id: str, answer: Answer) -> bool:
-        """The page's confirm / decline button: explicit, no transcript needed."""
+    def button(self, confirmation_id: str, answer: Answer) -> PendingAction | None:
+        """The page's confirm / decline button: explicit, no transcript needed. The action
+        answered, or None when no such action is pending (unknown, expired or done)."""
         self._expire(self.clock())
         action = self.pending.get(confirmation_id.strip())
-        if action is None:
-            return False
-        self._answer(action, answer)
-        self._notify()
-        return True
+        if action is not None:
+            self._answer(action, answer)
+            self._notify()
+        self._sync()
+        return action
 
     def _latest_before(self, started_at: float) -> PendingAction | None:
         self._expire(self.clock())
@@ -159,6 +179,7 @@ class Confirmations:
         self.pending[pid] = PendingAction(
             pid, kind, key, summary, perform, created_at=now, expires_at=now + self.ttl_s
         )
+        self._sync()
         return {
             "needs_confirmation": True,
             "confirmation_id": pid,
@@ -170,7 +191,12 @@ class Confirmations:
         self, confirmation_id: str, *, wait_s: float = TRANSCRIPT_WAIT_S
     ) -> PendingAction:
         """The confirmed action to perform now (removed), or a ToolError saying why not."""
-        pid = confirmation_id.strip()
+        try:
+            return await self._take(confirmation_id.strip(), wait_s)
+        finally:
+            self._sync()
+
+    async def _take(self, pid: str, wait_s: float) -> PendingAction:
         action = self._lookup(pid)
         if action.answer != "yes" and self._spoke_since(action):
             # the caller spoke after the proposal; their transcript may still be on its way
@@ -214,6 +240,116 @@ class Confirmations:
         for pid, p in list(self.pending.items()):
             if p.expires_at <= now:
                 del self.pending[pid]
+
+    # ------------------------------------------------------------------ the page
+
+    def awaiting(self) -> PendingAction | None:
+        """The newest unexpired pending action still waiting for the caller's answer."""
+        now = self.clock()
+        waiting = [p for p in self.pending.values() if p.answer is None and p.expires_at > now]
+        return max(waiting, key=lambda p: p.created_at, default=None)
+
+    def attribute(self) -> str:
+        """The `kaiwa.confirmation` value now: compact JSON, or "" when nothing waits."""
+        action = self.awaiting()
+        if action is None:
+            return ""
+        summary = action.summary
+        if len(summary) > MAX_SUMMARY_CHARS:
+            summary = summary[: MAX_SUMMARY_CHARS - 1] + "…"
+        body = {
+            "id": action.id,
+            "kind": action.kind,
+            "summary": summary,
+            "expires_in_s": max(1, math.ceil(action.expires_at - self.clock())),
+        }
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+    def close(self) -> None:
+        """The call ended: nothing may be performed any more, and the page shows nothing."""
+        self.pending.clear()
+        self._sync()
+
+    def _sync(self) -> None:
+        """After any change: publish the action shown if it changed; re-arm the expiry timer."""
+        self._expire(self.clock())
+        action = self.awaiting()
+        shown = action.id if action is not None else ""
+        self._arm_timer()
+        if shown != self._shown:
+            self._shown = shown
+            if self.on_change is not None:
+                self.on_change(self.attribute())
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # used outside a loop (tests): expiry is seen on the next change
+            return
+        due = min(p.expires_at for p in self.pending.values()) - self.clock()
+        self._timer = loop.call_later(max(0.0, due) + 0.01, self._sync)
+
+
+def button_instructions(action: PendingAction, answer: Answer) -> str:
+    """What the model is told when the caller answers with the page's button.
+
+    The press itself only records the answer: nothing is performed until the model calls
+    confirm_action, and the model has heard nothing (no speech, no typed text). So it is told
+    in the conversation, as reply instructions, and proceeds (or says it was not done).
+    """
+    if answer == "yes":
+        return (
+            f"The caller pressed Confirm on the screen for confirmation_id {action.id}: "
+            f"{action.summary} Call confirm_action with confirmation_id {action.id} now, then "
+            "tell them briefly that it is done."
+        )
+    return (
+        f"The caller pressed Decline on the screen for confirmation_id {action.id}: "
+        f"{action.summary} Nothing was changed and the request was dropped; do not call "
+        "confirm_action. Tell them briefly that it was not done."
+    )
+
+
+class AttributePublisher:
+    """Publishes the latest value of one attribute without blocking whoever changed it.
+
+    `publish` is the async setter (the worker: local_participant.set_attributes). Values
+    are sent in order by one task; a value overtaken while another is being sent is
+    skipped (only the newest matters); a failure is logged, never raised.
+    """
+
+    def __init__(self, publish: Callable[[str], Awaitable[None]], *, initial: str = "") -> None:
+        self._publish = publish
+        self._latest = initial
+        self._sent = initial
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, value: str) -> None:
+        self._latest = value
+        if self._task is not None and not self._task.done():
+            return  # the running task sends it next
+        try:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        except RuntimeError:
+            logger.debug("no event loop; attribute not published")
+
+    async def _drain(self) -> None:
+        while self._latest != self._sent:
+            value = self._sent = self._latest
+            try:
+                await self._publish(value)
+            except Exception as e:  # the page signal must never break a tool
+                logger.warning("could not publish %s: %s", CONFIRMATION_ATTRIBUTE, e)
+
+    async def wait(self) -> None:
+        """Until everything set so far was sent (tests)."""
+        if self._task is not None:
+            await self._task
 
 
 def listen(session: Any, confirmations: Confirmations) -> None:
