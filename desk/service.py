@@ -87,8 +87,7 @@ class Desk:
         return CallRecords(self.store, self.clock)
 
     def _now(self) -> str:
-        # Fixed width (always microseconds, always UTC) so stored text sorts by time.
-        return self.clock().astimezone(dt.UTC).isoformat(timespec="microseconds")
+        return _stamp(self.clock())
 
     # ----------------------------------------------------------------- reads
 
@@ -102,12 +101,17 @@ class Desk:
         name: str | None = None,
         phone: str | None = None,
         status: CaseStatus | str | None = None,
+        created_since: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
         limit: int = 5,
     ) -> list[Case]:
         """Cases matching all given criteria, most recently updated first.
 
         name: every spoken word must match part of the name (see desk.names);
-        phone: the given digits must end the stored number (so the last 4 digits work).
+        phone: the given digits must end the stored number (so the last 4 digits work);
+        created_since / created_before: opened at or after / before these instants
+        (timezone-aware; a calendar day is [its midnight, the next midnight) in the
+        business's time zone, which the caller knows and the desk doesn't).
         With no criteria this is simply the most recent cases. ``limit`` is capped at 100.
         """
         # Function-calling models often send "" for "not given"; treat blanks as absent.
@@ -130,6 +134,12 @@ class Desk:
         if status is not None:
             clauses.append("status = ?")
             params.append(parse_status(status).value)
+        if created_since is not None:
+            clauses.append("created_at >= ?")
+            params.append(_stamp(validate.instant(created_since, field="created_since")))
+        if created_before is not None:
+            clauses.append("created_at < ?")
+            params.append(_stamp(validate.instant(created_before, field="created_before")))
         return self._select(clauses, params, validate.limit(limit))
 
     def list_cases(self, limit: int = 50) -> list[Case]:
@@ -603,6 +613,12 @@ class Desk:
 
 
 # ------------------------------------------------------------------- helpers
+
+
+def _stamp(at: dt.datetime) -> str:
+    """How instants are stored: fixed width (always microseconds, always UTC), so the
+    text sorts (and compares) by time."""
+    return at.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _given(value: str | None) -> str | None:

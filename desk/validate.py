@@ -150,6 +150,13 @@ def return_date(value: dt.date | str, *, today: dt.date) -> dt.date:
     return day
 
 
+def instant(value: object, *, field: str) -> dt.datetime:
+    """A timezone-aware datetime (a naive one would be read in the machine's zone)."""
+    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+        raise InvalidInput("A time to search by needs its time zone.", field=field)
+    return value
+
+
 def return_kind(value: str) -> ReturnKind:
     kind = _clean(value).lower()
     if kind not in RETURN_KINDS:

@@ -182,3 +182,29 @@ def test_unknown_device_lists_choices() -> None:
 def test_blank_criteria_mean_not_given(desk: Desk) -> None:
     case = desk.create_case(customer_name="Abe", device_type="ssd", symptom="x")
     assert [c.id for c in desk.find_cases(name="", phone=" ", status="")] == [case.id]
+
+
+def test_cases_by_the_time_they_were_opened(desk: Desk) -> None:
+    import datetime as dt
+
+    t0 = dt.datetime(2026, 3, 1, 14, 59, 59, 999_999, tzinfo=dt.UTC)
+    opened = {}
+    for i, at in enumerate([t0, t0 + dt.timedelta(microseconds=1), t0 + dt.timedelta(days=2)]):
+        backdated = Desk(desk.store, clock=lambda at=at: at)
+        opened[i] = backdated.create_case(
+            customer_name=f"Ito {i}", device_type="HDD", symptom="clicks"
+        ).id
+    # an untouched case: the window is on created_at, not updated_at
+    later = Desk(desk.store, clock=lambda: t0 + dt.timedelta(days=5))
+    later.add_note(opened[0], "called back")
+    tokyo = dt.timezone(dt.timedelta(hours=9))
+    march_2 = dt.datetime(2026, 3, 2, tzinfo=tokyo)  # = t0 + 1 µs
+    day = dt.timedelta(days=1)
+    ids = lambda **w: sorted(c.id for c in desk.find_cases(limit=100, **w))  # noqa: E731
+    assert ids(created_since=march_2, created_before=march_2 + day) == [opened[1]]
+    assert ids(created_before=march_2) == [opened[0]]
+    assert ids(created_since=march_2) == [opened[1], opened[2]]
+    assert ids(created_since=march_2, created_before=march_2) == []
+    assert ids(created_since=march_2, name="ito 2") == [opened[2]]
+    with pytest.raises(InvalidInput, match="time zone"):
+        desk.find_cases(created_since=dt.datetime(2026, 3, 2))
