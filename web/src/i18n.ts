@@ -87,6 +87,14 @@ const en = {
   'err.audioBlocked': 'The browser blocked audio playback. Press here to hear the agent.',
   reconnectingNotice: 'Connection unstable — reconnecting…',
   enableAudio: 'Enable audio',
+  // the agent's pending confirmation (confirm_prompt.ts)
+  'confirm.title': 'Please confirm',
+  'confirm.yes': 'Confirm',
+  'confirm.no': 'Decline',
+  'confirm.sending': 'Sending your answer…',
+  'confirm.confirmed': 'Confirmed. The agent is carrying it out.',
+  'confirm.declined': 'Declined. Nothing was changed.',
+  'confirm.failed': 'Your answer was not taken: {detail}',
 } as const;
 
 export type Key = keyof typeof en;
@@ -172,6 +180,13 @@ const ja: Record<Key, string> = {
   'err.audioBlocked': 'ブラウザが音声の再生をブロックしました。ここを押すとエージェントの声が聞こえます。',
   reconnectingNotice: '接続が不安定です — 再接続しています…',
   enableAudio: '音声を有効にする',
+  'confirm.title': 'ご確認ください',
+  'confirm.yes': '確定する',
+  'confirm.no': 'やめる',
+  'confirm.sending': '回答を送っています…',
+  'confirm.confirmed': '確定しました。エージェントが実行します。',
+  'confirm.declined': '取りやめました。何も変更していません。',
+  'confirm.failed': '回答を受け付けられませんでした: {detail}',
 };
 
 const statusNames: Record<Lang, Record<string, string>> = {

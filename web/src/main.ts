@@ -13,6 +13,7 @@ import {
   type RpcInvocationData,
 } from 'livekit-client';
 import { CaseCard } from './casecard';
+import { mountConfirmPrompt, type ConfirmPrompt } from './confirm_prompt';
 import {
   ATTR_AGENT_STATE,
   ATTR_NOTICE,
@@ -90,6 +91,7 @@ const ui = {
   agent: $('agent-state'),
   tools: $('tool-indicator'),
   notice: $('notice'),
+  confirm: $('confirm'),
   error: $('error'),
   toast: $('toast'),
   hint: $('hint'),
@@ -134,6 +136,8 @@ let agentTimer: number | undefined;
 /** present: agent in the room; gone: it timed out or left (shown as an error). */
 let agentPresence: 'waiting' | 'present' | 'gone' = 'waiting';
 let enableAudioButton: HTMLButtonElement | undefined;
+/** Confirm / Decline for the action the agent waits on (its `kaiwa.confirmation`), per room. */
+let confirmPrompt: ConfirmPrompt | undefined;
 
 // ---------------------------------------------------------------- rendering
 
@@ -223,6 +227,7 @@ async function start(): Promise<void> {
     state.roomName = token.room_name ?? null;
     const r = createRoom();
     wire(r);
+    confirmPrompt = mountConfirmPrompt(ui.confirm, r);
     room = window.kaiwa.room = r;
     await r.connect(token.server_url, token.participant_token);
     state.identity = r.localParticipant.identity;
@@ -315,6 +320,8 @@ async function teardown(): Promise<void> {
   const r = room;
   room = window.kaiwa.room = undefined;
   r?.removeAllListeners();
+  confirmPrompt?.destroy();
+  confirmPrompt = undefined;
   meter.stop();
   ui.audioSink.replaceChildren();
   ui.previewCamera.srcObject = null;
