@@ -1,6 +1,8 @@
 // The widget's own styles (shadow DOM: nothing leaks into or out of the host page).
 // Hosts can size and place the element itself, set the custom properties below, or style
-// the parts (::part(panel|start|stop|mute|interrupt|state|tools|error|transcript)).
+// the parts (::part(panel|start|stop|mute|interrupt|state|tools|error|transcript), and the
+// confirmation prompt's confirm|confirm-summary|confirm-yes|confirm-no|confirm-result, whose
+// own styles come from src/confirm_prompt.ts).
 
 export const WIDGET_CSS = `
 :host {
@@ -73,6 +75,7 @@ button.primary { background: var(--kaiwa-accent); border-color: var(--kaiwa-acce
 button.attention { border-color: var(--kaiwa-speaking); color: var(--kaiwa-speaking); }
 [hidden] { display: none !important; }
 .error { color: var(--kaiwa-danger); font-size: 0.9em; }
+.confirm-slot { display: contents; }
 .transcript {
   max-height: 220px; overflow-y: auto; display: grid; gap: 6px; align-content: start;
   border-top: 1px solid var(--kaiwa-border); padding-top: 8px;

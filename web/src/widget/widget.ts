@@ -16,6 +16,7 @@ import {
   findAgent,
   parseTools,
 } from '../connection';
+import { mountConfirmPrompt, type ConfirmPrompt } from '../confirm_prompt';
 import { MAX_CONTEXT_BYTES, PROTOCOL_ATTRIBUTE, PROTOCOL_VERSION, RPC_ACTION, RPC_CONTEXT, RPC_DECLARE } from '../console/actions';
 import { t, type Key } from '../i18n';
 import { LevelMeter, type Levels } from '../levels';
@@ -71,6 +72,7 @@ const TEMPLATE = `
     <button type="button" part="mute" aria-pressed="false" disabled></button>
     <button type="button" part="interrupt" disabled></button>
   </div>
+  <div class="confirm-slot"></div>
   <div class="error" part="error" role="alert" hidden></div>
   <div class="transcript" part="transcript" aria-live="polite"><p class="empty"></p></div>
   <div class="audio" hidden></div>
@@ -106,6 +108,8 @@ export class KaiwaVoice extends HTMLElement {
   private readonly transcript: Transcript;
   private contextTimer: number | undefined;
   private lastContext = '';
+  private confirmPrompt?: ConfirmPrompt;
+  private readonly confirmSlot: HTMLElement;
 
   constructor() {
     super();
@@ -127,6 +131,7 @@ export class KaiwaVoice extends HTMLElement {
       transcript: q('[part=transcript]'),
       audio: q('.audio'),
     };
+    this.confirmSlot = q('.confirm-slot');
     this.el.start.textContent = t('start');
     this.el.stop.textContent = t('disconnect');
     this.el.interrupt.textContent = t('interrupt');
@@ -218,6 +223,8 @@ export class KaiwaVoice extends HTMLElement {
       const r = createRoom();
       this.room = r;
       this.wire(r);
+      // Confirm / Decline for the action the agent waits on (its kaiwa.confirmation)
+      this.confirmPrompt = mountConfirmPrompt(this.confirmSlot, r);
       await r.connect(token.server_url, token.participant_token);
       this.state.connection = 'connected';
       this.refreshAgent(r);
@@ -241,6 +248,8 @@ export class KaiwaVoice extends HTMLElement {
     window.clearTimeout(this.contextTimer);
     Object.assign(this.state, { connection: 'disconnected', agent: 'absent', agentIdentity: null, tools: [], declaredTo: null, declaredTools: [], muted: false });
     this.lastContext = '';
+    this.confirmPrompt?.destroy();
+    this.confirmPrompt = undefined;
     this.meter.stop();
     this.el.audio.replaceChildren();
     if (r) {
