@@ -11,7 +11,12 @@ Only this file reads BENCH_* (product code has no switch for the benchmarks):
   (`AudioInputOptions(auto_gain_control=False)`; livekit-agents 1.8.9 turns it on whenever
   no noise cancellation is configured: one FFI `apm_process_stream` per input frame);
 - BENCH_SESSION_HOST=false: `AgentSession.start(session_host=False)`: no SessionHost
-  streaming session events to the room for a RemoteSession (console, simulators).
+  streaming session events to the room for a RemoteSession (console, simulators);
+- BENCH_SCREEN_PUSH=instructions|turn: the two alternatives to the `get_screen` tool that
+  `bench.screen_context` measures. Every screen-context update the page sends is also
+  pushed to the model at once, through the framework's public calls: `instructions` =
+  `Agent.update_instructions(base + screen)`; `turn` = `Agent.update_chat_ctx` with one
+  more user message holding the screen (the plugin sends it as a client-content turn).
 
 With BENCH_REALTIME=plugin everything is kaiwa's (settings, instructions, tools, room
 options from the environment, recorder, lifecycle) except the realtime model: the
@@ -34,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
+import asyncio  # noqa: E402
+import json  # noqa: E402
+
 from livekit.agents import AgentSession  # noqa: E402
 from livekit.agents.voice import room_io  # noqa: E402
 from livekit.plugins.google.realtime import RealtimeModel  # noqa: E402
@@ -41,6 +49,7 @@ from livekit.plugins.google.realtime import RealtimeModel  # noqa: E402
 import agent.worker  # noqa: E402
 from agent.gemini.model import plugin_options  # noqa: E402
 from agent.settings import Settings  # noqa: E402
+from agent.tools import page_actions  # noqa: E402
 
 
 def stock_realtime_model(
@@ -82,6 +91,31 @@ if _NO_SYNC or _NO_AGC:
         return opts
 
     agent.worker.room_options = bench_room_options
+
+_SCREEN_PUSH = os.environ.get("BENCH_SCREEN_PUSH", "")
+if _SCREEN_PUSH in ("instructions", "turn"):
+    _page_init = page_actions.PageUI.__init__
+    _pushes: set[asyncio.Task[None]] = set()
+
+    def page_ui_that_pushes(self: page_actions.PageUI, *args: Any, **kwargs: Any) -> None:
+        _page_init(self, *args, **kwargs)
+        base = self.agent.instructions
+
+        def push(screen: dict[str, Any]) -> None:
+            text = json.dumps(screen, ensure_ascii=False, separators=(",", ":"))
+            if _SCREEN_PUSH == "instructions":
+                coro = self.agent.update_instructions(f"{base}\n\nThe user's screen now: {text}")
+            else:
+                chat = self.agent.chat_ctx.copy()
+                chat.add_message(role="user", content=f"[screen] {text}")
+                coro = self.agent.update_chat_ctx(chat)
+            task = asyncio.get_running_loop().create_task(coro)
+            _pushes.add(task)
+            task.add_done_callback(_pushes.discard)
+
+        self.screen.listeners.append(push)
+
+    page_actions.PageUI.__init__ = page_ui_that_pushes  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     from agent.agent import main

@@ -276,18 +276,16 @@ class Stack:
         self, agent_name: str, gemini_env: dict[str, str], extra: dict[str, str]
     ) -> Worker:
         assert self.livekit is not None
-        env = worker_env(
-            self.livekit,
-            gemini_env,
-            KAIWA_AGENT_NAME=agent_name,
-            KAIWA_INSTRUCTIONS="You are kaiwa under benchmark.",
-            KAIWA_VIDEO_INPUT="false",
-            KAIWA_LOAD_THRESHOLD="inf",
+        defaults = {
+            "KAIWA_AGENT_NAME": agent_name,
+            "KAIWA_INSTRUCTIONS": "You are kaiwa under benchmark.",
+            "KAIWA_VIDEO_INPUT": "false",
+            "KAIWA_LOAD_THRESHOLD": "inf",
             # the benchmark leaves turns unanswered on purpose; no stall reconnects
-            KAIWA_STALL_TIMEOUT_S="3600",
-            KAIWA_DESK_DB=str(self.workdir / "desk.sqlite3"),
-            **extra,
-        )
+            "KAIWA_STALL_TIMEOUT_S": "3600",
+            "KAIWA_DESK_DB": str(self.workdir / "desk.sqlite3"),
+        }
+        env = worker_env(self.livekit, gemini_env, **{**defaults, **extra})
         w = Worker(env, self.workdir, name=f"bench-worker-{agent_name}")
         # bench-only switches (never read by product code): the bench entry swaps pieces
         if any(k.startswith("BENCH_") for k in env):

@@ -11,12 +11,13 @@ screen state to the agent over RPC whenever it changes:
 at most MAX_CONTEXT_BYTES (UTF-8) per update; a larger or malformed update is refused with
 an RPC error and the previous context stays. Only the call's own participant may publish.
 
-Why a `get_screen` tool rather than pushing every change into the conversation: a tool
-costs tokens only when the model needs the screen ("the third one", "this case"); an
-instruction update or a client-content turn per change would put every scroll and click
-into the context window (and an instruction change restarts older Gemini sessions). The
-page also answers every UI action with the resulting screen, so a follow-up question
-rarely needs a second round trip.
+Why a `get_screen` tool rather than pushing every change into the conversation (measured in
+bench/results/screen_context.md): a pushed screen (an instruction update or a client-content
+turn) goes out as `clientContent`, which interrupts any current model generation, so every
+click while the agent speaks would cut it off; and it stays in the context window, 3.5-10x
+the tokens of a tool over a shift. The tool costs one round trip (~20 ms here) plus one
+model step, and only when the model needs the screen. The page also answers every UI action
+with the resulting screen, so a follow-up to a voice command rarely needs it.
 
 Participant attributes are not used: the page cannot set its own attributes without
 `canUpdateOwnMetadata`, which would also let it rewrite its signed `kaiwa.role`.
