@@ -46,13 +46,15 @@ export const ACTIONS: ActionDecl[] = [
   {
     name: 'filter',
     description:
-      'Filter the case queue. Only the given filters change; "all" clears one. Say "quoted" for cases waiting for the customer to answer a quote.',
+      'Filter the case queue. Only the given filters change; "all" clears one. Say "quoted" for cases waiting for the customer to answer a quote. from/to: the days the cases were received (both included), e.g. "received last week".',
     parameters: {
       type: 'object',
       properties: {
         status: { type: 'string', enum: ['all', ...STATUSES] },
         device: { type: 'string', enum: ['all', ...DEVICES] },
         text: { type: 'string', description: 'Search text (name, case number, symptom); empty clears.', maxLength: 100 },
+        from: { type: 'string', description: 'Received on or after this day, YYYY-MM-DD; empty clears.', maxLength: 10 },
+        to: { type: 'string', description: 'Received on or before this day, YYYY-MM-DD; empty clears.', maxLength: 10 },
       },
     },
   },
@@ -105,6 +107,14 @@ export const ACTIONS: ActionDecl[] = [
   },
   { name: 'close', description: 'Close the open case and go back to the queue.', parameters: none },
 ];
+
+/** Why `value` is not a day (YYYY-MM-DD, a real date) as a sentence for the model, or null. */
+export function dayProblem(name: string, value: string): string | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
+  if (!d || d.toISOString().slice(0, 10) !== value) return `${name} "${value}" is not a date; give it as YYYY-MM-DD, for example 2026-03-01`;
+  return null;
+}
 
 export function declaration(): string {
   return JSON.stringify({ v: 1, actions: ACTIONS });

@@ -1,5 +1,7 @@
-// Case operations on the case detail: edit contact, assign a technician, reopen (with a
-// confirmation step), record a payment (with a confirmation step) and attach a photo.
+// Case operations on the case detail: edit contact, assign a technician, set the quote
+// (checked by the server, then a review step: the database changes only on Confirm),
+// reopen (with a confirmation step), record a payment (with a confirmation step) and
+// attach a photo.
 // Each posts to a staff-only /api/console/cases/{id}/... endpoint and shows the case it
 // answers with; the history (rendered by main.ts) says who did what.
 
@@ -63,6 +65,14 @@ const en = {
   savedReopen: 'Case reopened.',
   savedAttach: 'Photo attached.',
   noFile: 'Choose a photo first.',
+  quote: 'Quote',
+  quoteAmount: 'Amount (yen)',
+  setQuote: 'Set quote…',
+  confirmQuote: 'Set the quote for {id} to {amount}?',
+  quoteNow: 'It is {amount} now.',
+  back: 'Back',
+  savedQuote: 'Quote set.',
+  needAmount: 'Enter the amount in yen.',
 };
 type OKey = keyof typeof en;
 const ja: Record<OKey, string> = {
@@ -101,6 +111,14 @@ const ja: Record<OKey, string> = {
   savedReopen: '案件を再開しました。',
   savedAttach: '写真を添付しました。',
   noFile: '先に写真を選んでください。',
+  quote: '見積',
+  quoteAmount: '金額（円）',
+  setQuote: '見積を設定…',
+  confirmQuote: '{id} の見積を {amount} に設定しますか？',
+  quoteNow: '現在は {amount} です。',
+  back: '戻る',
+  savedQuote: '見積を設定しました。',
+  needAmount: '金額（円）を入力してください。',
 };
 
 function ot(key: OKey, vars: Record<string, string | number> = {}): string {
@@ -149,8 +167,12 @@ export class CaseOps<D extends OpsCase> {
   private readonly method = el('select', { id: 'ops-method' });
   private readonly reason = el('input', { id: 'ops-reason', type: 'text', maxLength: 500 });
   private readonly file = el('input', { id: 'ops-file', type: 'file', accept: 'image/jpeg,image/png,image/gif,image/webp,image/heic' });
+  private readonly quoteAmount = el('input', { id: 'ops-quote-amount', type: 'text', inputMode: 'numeric', autocomplete: 'off', maxLength: 20, placeholder: '55000' });
+  private readonly quoteError = el('p', { id: 'ops-quote-error', className: 'field-error', role: 'alert', hidden: true });
+  private quoteBusy = false;
   private readonly reopenForm: HTMLFormElement;
   private readonly paymentForm: HTMLFormElement;
+  private readonly quoteForm: HTMLFormElement;
   private readonly attachmentList = el('ul', { className: 'attachments', id: 'ops-attachments' });
 
   constructor(private readonly deps: OpsDeps<D>) {
@@ -168,6 +190,14 @@ export class CaseOps<D extends OpsCase> {
       e.preventDefault();
       void this.post('technician', { technician: this.tech.value.trim() }, ot('savedTech'));
     });
+
+    this.quoteAmount.setAttribute('aria-describedby', 'ops-quote-error');
+    this.quoteForm = el('form', { id: 'ops-quote' }, el('h3', { textContent: ot('quote') }), labelled(ot('quoteAmount'), this.quoteAmount), this.quoteError, el('div', { className: 'row' }, button(ot('setQuote'), true)));
+    this.quoteForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      void this.proposeQuote();
+    });
+    this.quoteAmount.addEventListener('input', () => this.quoteProblem(null));
 
     this.paymentForm = el('form', { id: 'ops-payment' }, el('h3', { textContent: ot('payment') }), labelled(ot('amount'), this.amount), labelled(ot('method'), this.method), el('div', { className: 'row' }, button(ot('record'), true)));
     this.paymentForm.addEventListener('submit', (e) => {
@@ -196,7 +226,7 @@ export class CaseOps<D extends OpsCase> {
       void this.upload();
     });
 
-    this.root = el('section', { id: 'case-ops', className: 'case-ops', ariaLabel: ot('title') }, this.info, contact, assign, this.paymentForm, this.reopenForm, attach);
+    this.root = el('section', { id: 'case-ops', className: 'case-ops', ariaLabel: ot('title') }, this.info, contact, assign, this.quoteForm, this.paymentForm, this.reopenForm, attach);
   }
 
   /** Show `d`: info always; form values when another case is shown or after a save. */
@@ -214,6 +244,7 @@ export class CaseOps<D extends OpsCase> {
     this.info.dataset.balance = String(d.balance_yen ?? '');
     const closed = d.status === 'returned' || d.status === 'cancelled';
     this.reopenForm.hidden = !closed;
+    this.quoteForm.hidden = d.status !== 'diagnosing' && d.status !== 'quoted';
     this.paymentForm.hidden = d.quote_yen === null || d.status === 'cancelled' || (d.balance_yen ?? 0) <= 0;
     const atts = d.attachments ?? [];
     this.attachmentList.replaceChildren(
@@ -232,40 +263,103 @@ export class CaseOps<D extends OpsCase> {
       this.amount.value = '';
       this.reason.value = '';
       this.file.value = '';
+      this.quoteAmount.value = '';
+      this.quoteProblem(null);
       this.root.querySelectorAll('.ops-confirm').forEach((n) => n.remove());
     }
   }
 
-  /** An inline confirmation step: nothing is sent until Confirm is pressed. */
-  private ask(form: HTMLFormElement, summary: string, go: () => Promise<void>): void {
+  /** An inline confirmation step: nothing is sent until Confirm is pressed. Back (or Esc)
+   * leaves it and puts the cursor back in the form. */
+  private ask(form: HTMLFormElement, summary: string, go: () => Promise<void>, noLabel = ot('cancel')): void {
     form.querySelector('.ops-confirm')?.remove();
     const yes = button(ot('confirm'), true, 'button');
     yes.dataset.confirm = 'yes';
-    const no = button(ot('cancel'), false, 'button');
-    const box = el('div', { className: 'ops-confirm', role: 'alertdialog' }, el('p', { textContent: summary, className: 'summary' }), el('div', { className: 'row' }, no, yes));
-    no.addEventListener('click', () => box.remove());
+    const no = button(noLabel, false, 'button');
+    no.dataset.confirm = 'no';
+    const text = el('p', { textContent: summary, className: 'summary', id: `${form.id}-review` });
+    const box = el('div', { className: 'ops-confirm', role: 'alertdialog' }, text, el('div', { className: 'row' }, no, yes));
+    box.setAttribute('aria-labelledby', text.id);
+    const back = () => {
+      box.remove();
+      form.querySelector<HTMLInputElement>('input, select')?.focus();
+    };
+    no.addEventListener('click', back);
+    box.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape') return;
+      e.stopPropagation(); // Esc leaves the review, not the case
+      back();
+    });
     yes.addEventListener('click', () => {
       yes.disabled = true;
+      no.disabled = true;
       void go().finally(() => box.remove());
     });
     form.append(box);
     yes.focus();
   }
 
-  private async post(op: string, body: Record<string, unknown>, message: string, after?: () => void): Promise<void> {
+  private async post(
+    op: string,
+    body: Record<string, unknown>,
+    message: string,
+    after?: () => void,
+    key = newKey(),
+    failed: (message: string) => void = this.deps.failed,
+  ): Promise<void> {
     const d = this.detail;
     if (!d) return;
     try {
       const detail = await this.deps.api<D>(`api/console/cases/${encodeURIComponent(d.id)}/${op}`, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'Idempotency-Key': newKey() },
+        headers: { 'Content-Type': 'application/json', 'Idempotency-Key': key },
         body: JSON.stringify(body),
       });
       after?.();
       this.fill(detail);
       this.deps.saved(detail, message);
     } catch (err) {
-      this.deps.failed(String((err as Error).message ?? err));
+      failed(String((err as Error).message ?? err));
+    }
+  }
+
+  private quoteProblem(message: string | null): void {
+    this.quoteError.textContent = message ?? '';
+    this.quoteError.hidden = !message;
+    this.quoteAmount.setAttribute('aria-invalid', String(Boolean(message)));
+  }
+
+  /** Step 1: the server checks the amount and the case and writes nothing; its answer is
+   * the review. Step 2 (Confirm) sends {amount_yen, confirm: true}: only that writes. */
+  private async proposeQuote(): Promise<void> {
+    const d = this.detail;
+    if (!d || this.quoteBusy) return;
+    this.quoteProblem(null);
+    this.quoteForm.querySelector('.ops-confirm')?.remove();
+    const amount = this.quoteAmount.value.trim();
+    if (!amount) {
+      this.quoteProblem(ot('needAmount'));
+      this.quoteAmount.focus();
+      return;
+    }
+    this.quoteBusy = true;
+    try {
+      const answer = await this.deps.api<{ applied: false; proposal: { case_id: string; amount_yen: number; current_quote_yen: number | null } }>(
+        `api/console/cases/${encodeURIComponent(d.id)}/quote`,
+        { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ amount_yen: amount }) },
+      );
+      const p = answer.proposal;
+      if (this.detail?.id !== p.case_id) return; // another case was opened meanwhile
+      let summary = ot('confirmQuote', { id: p.case_id, amount: formatYen(p.amount_yen) });
+      if (p.current_quote_yen !== null) summary += ` ${ot('quoteNow', { amount: formatYen(p.current_quote_yen) })}`;
+      const key = newKey(); // one per review: a double click on Confirm is one change
+      const body = { amount_yen: p.amount_yen, confirm: true };
+      this.ask(this.quoteForm, summary, () => this.post('quote', body, ot('savedQuote'), () => (this.quoteAmount.value = ''), key, (m) => this.quoteProblem(m)), ot('back'));
+    } catch (err) {
+      this.quoteProblem(String((err as Error).message ?? err));
+      this.quoteAmount.focus();
+    } finally {
+      this.quoteBusy = false;
     }
   }
 

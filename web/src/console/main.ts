@@ -16,6 +16,7 @@ import {
   RPC_DECLARE,
   SORT_KEYS,
   STATUSES,
+  dayProblem,
   declaration,
   done,
   invalid,
@@ -28,6 +29,7 @@ import { applyConsoleText, ct, deviceName, type CKey } from './i18n';
 import { JOBS_CSS, JobsPanel, TOPIC_JOBS } from '../jobs/panel';
 import { CASE_OPS_CSS, CaseOps, type OpsCase } from './caseops';
 import { ATTR_TURN_MODE, PTT_CSS, TalkKey } from './ptt';
+import { NewCaseForm } from './newcase';
 
 // ---------------------------------------------------------------- types and state
 
@@ -57,8 +59,13 @@ type SortKey = (typeof SORT_KEYS)[number];
 type Field = 'search' | 'note';
 
 export interface ConsoleState {
-  view: 'queue' | 'case' | 'calls' | 'call';
-  filters: { status: string; device: string; q: string };
+  view: 'queue' | 'case' | 'new_case' | 'calls' | 'call';
+  /** from/to: the days the cases were received (YYYY-MM-DD, both included; '' = open) */
+  filters: { status: string; device: string; q: string; from: string; to: string };
+  /** why the queue's filters were refused (a sentence under the filters), or null */
+  filterError: string | null;
+  /** the business's time zone (the server's KAIWA_TIMEZONE): what the days are in */
+  timezone: string | null;
   sort: { by: SortKey; dir: 'asc' | 'desc' };
   rows: Row[];
   total: number;
@@ -83,13 +90,15 @@ export interface ConsoleState {
   error: string | null;
 }
 
-const QUEUE_COLUMNS: SortKey[] = ['id', 'customer_name', 'device_type', 'status', 'quote_yen', 'return_date', 'updated_at'];
+const QUEUE_COLUMNS: SortKey[] = ['id', 'customer_name', 'device_type', 'status', 'quote_yen', 'return_date', 'created_at', 'updated_at'];
 const KEY_STORAGE = 'kaiwa.console.key';
 const MAX_VISIBLE_IN_CONTEXT = 40;
 
 const state: ConsoleState = {
   view: 'queue',
-  filters: { status: '', device: '', q: '' },
+  filters: { status: '', device: '', q: '', from: '', to: '' },
+  filterError: null,
+  timezone: null,
   sort: { by: 'updated_at', dir: 'desc' },
   rows: [],
   total: 0,
@@ -131,7 +140,16 @@ const ui = {
   status: $<HTMLSelectElement>('filter-status'),
   device: $<HTMLSelectElement>('filter-device'),
   q: $<HTMLInputElement>('filter-q'),
+  from: $<HTMLInputElement>('filter-from'),
+  to: $<HTMLInputElement>('filter-to'),
+  filterError: $('filter-error'),
   filters: $<HTMLFormElement>('filters'),
+  newCase: $<HTMLButtonElement>('new-case'),
+  newCaseView: $('new-case-view'),
+  newCaseTitle: $('new-case-title'),
+  newCaseBack: $<HTMLButtonElement>('new-case-back'),
+  newCaseCancel: $<HTMLButtonElement>('new-case-cancel'),
+  newCaseForm: $<HTMLFormElement>('new-case-form'),
   detail: $('detail'),
   detailTitle: $('detail-title'),
   detailStatus: $('detail-status'),
@@ -194,6 +212,8 @@ class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly detail: string,
+    /** the input the sentence is about (400 {"field"}), when the server names one */
+    readonly field?: string,
   ) {
     super(detail);
   }
@@ -218,8 +238,8 @@ async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
     /* not JSON */
   }
   if (!res.ok) {
-    const obj = (body ?? {}) as { detail?: string; error?: string };
-    throw new HttpError(res.status, obj.detail || obj.error || `${res.status} ${res.statusText}`);
+    const obj = (body ?? {}) as { detail?: string; error?: string; field?: string | null };
+    throw new HttpError(res.status, obj.detail || obj.error || `${res.status} ${res.statusText}`, obj.field ?? undefined);
   }
   return body as T;
 }
@@ -243,6 +263,8 @@ async function loadQueue(): Promise<void> {
   if (state.filters.status) params.set('status', state.filters.status);
   if (state.filters.device) params.set('device', state.filters.device);
   if (state.filters.q) params.set('q', state.filters.q);
+  if (state.filters.from) params.set('from', state.filters.from);
+  if (state.filters.to) params.set('to', state.filters.to);
   state.loading = true;
   render();
   try {
@@ -254,8 +276,15 @@ async function loadQueue(): Promise<void> {
     const at = keep ? state.rows.findIndex((r) => r.id === keep) : -1;
     state.cursor = at >= 0 ? at : 0;
     state.error = null;
+    state.filterError = null;
   } catch (err) {
-    if (seq === loadSeq) handleLoadError(err);
+    if (seq !== loadSeq) return;
+    if (err instanceof HttpError && err.status === 400) {
+      // a filter the server refused (a bad date, a range backwards): say why, show nothing
+      state.filterError = err.detail;
+      state.rows = [];
+      state.total = 0;
+    } else handleLoadError(err);
   } finally {
     if (seq === loadSeq) {
       state.loading = false;
@@ -276,8 +305,9 @@ async function loadSummary(): Promise<void> {
 
 async function loadMe(): Promise<boolean> {
   try {
-    const me = await api<{ identity: string }>('api/console/me');
+    const me = await api<{ identity: string; timezone?: string }>('api/console/me');
     state.identity = me.identity;
+    state.timezone = me.timezone ?? null;
     ui.keyForm.hidden = true;
     return true;
   } catch (err) {
@@ -291,6 +321,14 @@ async function loadMe(): Promise<boolean> {
 async function setFilters(change: Partial<ConsoleState['filters']>): Promise<void> {
   Object.assign(state.filters, change);
   state.cursor = 0;
+  const { from, to } = state.filters;
+  if (from && to && from > to) {
+    // by hand the date pickers give real days, so a backwards range is the one mistake left
+    loadSeq++;
+    Object.assign(state, { filterError: ct('badRange'), rows: [], total: 0, loading: false });
+    render();
+    return;
+  }
   await loadQueue();
 }
 
@@ -301,7 +339,10 @@ async function setSort(by: SortKey, dir?: 'asc' | 'desc'): Promise<void> {
 }
 
 async function openCase(id: string): Promise<Detail> {
-  const detail = await api<Detail>(`api/console/cases/${encodeURIComponent(id)}`);
+  return showDetail(await api<Detail>(`api/console/cases/${encodeURIComponent(id)}`));
+}
+
+function showDetail(detail: Detail): Detail {
   if (state.selected !== detail.id) state.note = '';
   state.view = 'case';
   state.selected = detail.id;
@@ -311,6 +352,31 @@ async function openCase(id: string): Promise<Detail> {
   render();
   ui.detailTitle.focus({ preventScroll: true });
   return detail;
+}
+
+// ---------------------------------------------------------------- a new case by hand
+
+const newCase = new NewCaseForm<Detail>(ui.newCaseForm, {
+  api,
+  async created(detail) {
+    showToast(ct('caseCreated', { id: detail.id }));
+    void loadSummary();
+    await loadQueue(); // the queue has it (when the filters let it show) ...
+    showDetail(detail); // ... and it is open
+  },
+  changed: () => publishContext(),
+});
+
+function showNewCase(): void {
+  Object.assign(state, { view: 'new_case', detail: null, selected: null, note: '', call: null });
+  render();
+  newCase.open();
+}
+
+function closeNewCase(): void {
+  state.view = 'queue';
+  render();
+  ui.body.focus({ preventScroll: true });
 }
 
 function closeCase(): void {
@@ -461,6 +527,14 @@ function render(): void {
   ui.status.value = state.filters.status;
   ui.device.value = state.filters.device;
   if (document.activeElement !== ui.q) ui.q.value = state.filters.q;
+  // a date being typed stays as it is; voice changes land once it is left
+  if (document.activeElement !== ui.from && ui.from.value !== state.filters.from) ui.from.value = state.filters.from;
+  if (document.activeElement !== ui.to && ui.to.value !== state.filters.to) ui.to.value = state.filters.to;
+  ui.filterError.hidden = !state.filterError;
+  ui.filterError.textContent = state.filterError ?? '';
+  ui.from.setAttribute('aria-invalid', String(Boolean(state.filterError)));
+  ui.to.setAttribute('aria-invalid', String(Boolean(state.filterError)));
+  ui.newCaseView.hidden = state.view !== 'new_case';
   ui.headers.replaceChildren(...QUEUE_COLUMNS.map(header));
   ui.body.replaceChildren(...state.rows.map(rowEl));
   ui.body.setAttribute('aria-activedescendant', state.rows[state.cursor] ? `row-${state.rows[state.cursor]!.id}` : '');
@@ -555,6 +629,7 @@ function rowEl(r: Row, i: number): HTMLElement {
     ['status', statusName(r.status)],
     ['quote_yen', r.quote_yen === null ? '—' : formatYen(r.quote_yen)],
     ['return_date', r.return_date ? formatDate(r.return_date) : '—'],
+    ['created_at', formatDay(r.created_at)],
     ['updated_at', formatDate(r.updated_at)],
   ];
   for (const [key, text] of cells) {
@@ -639,6 +714,23 @@ function historyText(h: Detail['history'][number]): string {
   return `${h.action}: ${h.old ?? '—'} → ${h.new ?? '—'}`;
 }
 
+let dayFormat: Intl.DateTimeFormat | undefined;
+
+/** The calendar day of an instant in the business's time zone: the day the date filter means. */
+function formatDay(iso: string): string {
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return iso;
+  if (!dayFormat || dayFormat.resolvedOptions().timeZone !== (state.timezone ?? dayFormat.resolvedOptions().timeZone)) {
+    const options: Intl.DateTimeFormatOptions = { dateStyle: 'medium' };
+    try {
+      dayFormat = new Intl.DateTimeFormat(document.documentElement.lang === 'ja' ? 'ja-JP' : 'en-GB', state.timezone ? { ...options, timeZone: state.timezone } : options);
+    } catch {
+      dayFormat = new Intl.DateTimeFormat(document.documentElement.lang === 'ja' ? 'ja-JP' : 'en-GB', options);
+    }
+  }
+  return dayFormat.format(new Date(ms));
+}
+
 let toastTimer: number | undefined;
 function showToast(text: string): void {
   ui.toast.textContent = text;
@@ -655,7 +747,7 @@ export function screenContext(): Record<string, unknown> {
     v: 1,
     seq: state.contextSeq,
     view: state.view,
-    filters: { status: state.filters.status || 'all', device: state.filters.device || 'all', text: state.filters.q },
+    filters: { status: state.filters.status || 'all', device: state.filters.device || 'all', text: state.filters.q, from: state.filters.from, to: state.filters.to },
     sort: { by: state.sort.by, direction: state.sort.dir },
     visible: state.rows.slice(0, MAX_VISIBLE_IN_CONTEXT).map((r) => r.id),
     total: state.total,
@@ -664,9 +756,12 @@ export function screenContext(): Record<string, unknown> {
     form:
       state.view === 'case' && state.selected
         ? { name: 'note', case_id: state.selected, fields: { note: state.note.slice(0, 500) }, dirty: state.note.trim() ? ['note'] : [] }
-        : null,
+        : state.view === 'new_case'
+          ? { name: 'new_case', dirty: newCase.dirty() } // which fields hold something, not what
+          : null,
     focus: state.focus,
   };
+  if (state.filterError) ctx.filter_error = state.filterError;
   if (state.view === 'call' && state.call) ctx.call = { id: state.call.call.ref, identity: state.call.call.identity, started_at: state.call.call.started_at };
   const selected = state.detail;
   if (selected) ctx.selected_summary = { id: selected.id, customer: selected.customer_name, status: selected.status, device: selected.device_type };
@@ -721,9 +816,21 @@ const handlers: Record<string, Handler> = {
     if (typeof args.status === 'string') change.status = args.status === 'all' ? '' : args.status;
     if (typeof args.device === 'string') change.device = args.device === 'all' ? '' : args.device;
     if (typeof args.text === 'string') change.q = args.text.trim();
-    if (Object.keys(change).length === 0) return invalid('give status, device or text');
+    for (const end of ['from', 'to'] as const) {
+      const value = args[end];
+      if (typeof value !== 'string') continue;
+      const day = value.trim();
+      const problem = day ? dayProblem(end, day) : null;
+      if (problem) return invalid(`${problem}; nothing changed`);
+      change[end] = day;
+    }
+    if (Object.keys(change).length === 0) return invalid('give status, device, text, from or to');
+    const from = change.from ?? state.filters.from;
+    const to = change.to ?? state.filters.to;
+    if (from && to && from > to) return invalid(`from (${from}) is after to (${to}); swap them or widen the range; nothing changed`);
     closeIfOpen();
     await setFilters(change);
+    if (state.filterError) return refused(state.filterError);
     return done(`The queue now shows ${state.rows.length} case${state.rows.length === 1 ? '' : 's'}${describeFilters()}.`);
   },
   async sort(args) {
@@ -803,6 +910,10 @@ function describeFilters(): string {
   if (state.filters.status) parts.push(`status ${state.filters.status}`);
   if (state.filters.device) parts.push(`device ${state.filters.device}`);
   if (state.filters.q) parts.push(`matching "${state.filters.q}"`);
+  const { from, to } = state.filters;
+  if (from && to) parts.push(from === to ? `received on ${from}` : `received ${from} to ${to}`);
+  else if (from) parts.push(`received on or after ${from}`);
+  else if (to) parts.push(`received on or before ${to}`);
   return parts.length ? ` (${parts.join(', ')})` : ' (no filters)';
 }
 
@@ -944,6 +1055,15 @@ ui.filters.addEventListener('submit', (e) => {
   e.preventDefault();
   void setFilters({ q: ui.q.value.trim() });
 });
+// a date picker's value is '' or a real day; 'change' fires once a whole day is entered
+ui.from.addEventListener('change', () => void setFilters({ from: ui.from.value }));
+ui.to.addEventListener('change', () => void setFilters({ to: ui.to.value }));
+ui.newCase.addEventListener('click', showNewCase);
+ui.newCaseBack.addEventListener('click', closeNewCase);
+ui.newCaseCancel.addEventListener('click', () => {
+  newCase.reset();
+  closeNewCase();
+});
 ui.back.addEventListener('click', closeCase);
 ui.prev.addEventListener('click', () => void step(-1));
 ui.next.addEventListener('click', () => void step(1));
@@ -1006,6 +1126,7 @@ document.addEventListener('keydown', (e) => {
     if (typing) (e.target as HTMLElement).blur();
     else if (state.view === 'call') closeCall();
     else if (state.view === 'case') closeCase();
+    else if (state.view === 'new_case') closeNewCase();
     return;
   }
   if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -1015,8 +1136,11 @@ document.addEventListener('keydown', (e) => {
     else void showCalls();
     return;
   }
-  if (state.view === 'calls' || state.view === 'call') return;
-  if (e.key === '/') {
+  if (state.view !== 'queue' && state.view !== 'case') return;
+  if (e.key === 'n' && state.view === 'queue') {
+    e.preventDefault();
+    showNewCase();
+  } else if (e.key === '/') {
     e.preventDefault();
     focusField('search');
   } else if (e.key === ']' || e.key === '[') {
