@@ -16,9 +16,13 @@ The page calls two RPCs, and the worker uses only public calls of the framework:
 The plugin's own `start_user_activity()` can't be the key: the framework calls it on every
 interrupt, including before each reply Gemini starts by itself (see agent/gemini/session.py).
 
-The mode is the worker's, not the page's: a page cannot turn a counter back into an open
-mic. The worker publishes it on its participant as `kaiwa.turn_mode` so the console shows
-its talk button. A press held longer than MAX_HOLD_S (a page that died with the key down)
+The mode is never the page's: a page cannot turn a counter back into an open mic. It is the
+worker's (KAIWA_TURN_MODE, for staff calls) or the credential's: the token server signs
+`kaiwa.turn_mode=push_to_talk` into the tokens of a push-to-talk device (KAIWA_PTT_IDENTITIES
+or a bearer key marked `ptt`), staff or caller, so one worker serves open-mic desks and a
+counter with bystanders at once. The worker publishes the mode on its own participant as
+`kaiwa.turn_mode` so the page (console, caller page, widget) shows its talk button.
+A press held longer than MAX_HOLD_S (a page that died with the key down)
 is released by the worker.
 """
 
@@ -27,10 +31,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr, TurnHandlingOptions
+
+from token_server.roles import push_to_talk_of
 
 from .gemini import KaiwaRealtimeSession
 from .settings import Settings
@@ -44,8 +51,13 @@ TURN_MODE_ATTRIBUTE = "kaiwa.turn_mode"
 MAX_HOLD_S = 60.0
 
 
-def push_to_talk_for(settings: Settings, access: Access) -> bool:
-    """Push-to-talk applies to staff calls: the caller page has no talk key."""
+def push_to_talk_for(
+    settings: Settings, access: Access, attributes: Mapping[str, str] | None = None
+) -> bool:
+    """This call is push-to-talk: the participant's signed credential says so, or the
+    worker's KAIWA_TURN_MODE does for staff calls."""
+    if push_to_talk_of(attributes):
+        return True
     return settings.turn_mode == "push_to_talk" and access.staff
 
 

@@ -197,8 +197,9 @@ async def entrypoint(ctx: JobContext) -> None:
         on_caller_speech_ended=recorder.caller_speech_ended,
         tool_policies=tool_policies(tools),
     )
-    # push-to-talk (KAIWA_TURN_MODE, staff calls): manual activity, audio only while held
-    ptt = push_to_talk_for(settings, call.access)
+    # push-to-talk (the credential's signed kaiwa.turn_mode, or KAIWA_TURN_MODE for staff
+    # calls): manual activity, audio only while the key is held
+    ptt = push_to_talk_for(settings, call.access, participant.attributes)
     session: AgentSession[CallState] = AgentSession(
         userdata=call,
         llm=build_realtime_model(

@@ -148,6 +148,7 @@ def create_app(
         allow_client_room_names=settings.allow_client_room_names,
         allow_client_identities=settings.allow_client_identities,
         staff_identities=frozenset(settings.staff_identities),
+        ptt_identities=frozenset(settings.ptt_identities),
     )
     server_url = settings.client_livekit_url
     own_probe = LiveKitProbe(settings.livekit_url) if probe is None else None
@@ -220,6 +221,7 @@ def create_app(
             policy,
             authenticated_identity=principal.identity,
             staff_credential=principal.staff,
+            push_to_talk_credential=principal.push_to_talk,
             channel=_channel(request),
         )
         if isinstance(result, Refusal):

@@ -12,6 +12,9 @@ by space-separated options:
   may repeat it, not change it), and the per-identity session cap applies to it.
 - `staff`: tokens for this key say `kaiwa.role=staff`. Without it, a key's identity is
   staff only if listed in KAIWA_STAFF_IDENTITIES.
+- `ptt`: tokens for this key say `kaiwa.turn_mode=push_to_talk`: the device behind it (a
+  counter with bystanders) talks to the agent only while its talk key is held. Without
+  it, a key's identity is push-to-talk only if listed in KAIWA_PTT_IDENTITIES.
 
 A plain key (the old format) parses as before: RFC 6750 bearer tokens cannot contain
 spaces or commas, so a space always starts an option. In a .env file sourced by a shell,
@@ -38,6 +41,7 @@ class BearerKey:
     key: bytes = field(repr=False)
     identity: str | None = None
     staff: bool = False
+    push_to_talk: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -55,10 +59,12 @@ def parse_bearer_keys(text: str) -> list[BearerKey]:
             continue
         key, options = words[0].encode(), words[1:]
         identity: str | None = None
-        staff = False
+        staff = push_to_talk = False
         for position, option in enumerate(options, start=1):
             if option == "staff":
                 staff = True
+            elif option == "ptt":
+                push_to_talk = True
             elif option.startswith("identity=") and identity is None:
                 identity = option.removeprefix("identity=")
                 if not identity or not _IDENTITY_RE.fullmatch(identity):
@@ -69,12 +75,12 @@ def parse_bearer_keys(text: str) -> list[BearerKey]:
             else:
                 raise ValueError(
                     f"KAIWA_TOKEN_BEARER_KEYS entry {number}: option {position} is not "
-                    "'identity=<id>' or 'staff' (a key cannot contain spaces)"
+                    "'identity=<id>', 'staff' or 'ptt' (a key cannot contain spaces)"
                 )
         if key in seen:
             raise ValueError(f"KAIWA_TOKEN_BEARER_KEYS entry {number} repeats an earlier key")
         seen.add(key)
-        keys.append(BearerKey(key=key, identity=identity, staff=staff))
+        keys.append(BearerKey(key=key, identity=identity, staff=staff, push_to_talk=push_to_talk))
     return keys
 
 
@@ -85,6 +91,7 @@ class Principal:
     # identity=): it becomes the identity and may make the caller staff.
     identity: str | None = None
     staff: bool = False  # a bearer key marked staff
+    push_to_talk: bool = False  # a bearer key marked ptt
 
 
 def _fingerprint(key: bytes) -> str:
@@ -131,5 +138,8 @@ class Authenticator:
             challenge["WWW-Authenticate"] += ', error="invalid_token"'
             raise ApiError(401, "unauthorized", "the bearer key is not valid", challenge)
         return Principal(
-            client_key=f"key:{match.fingerprint}", identity=match.identity, staff=match.staff
+            client_key=f"key:{match.fingerprint}",
+            identity=match.identity,
+            staff=match.staff,
+            push_to_talk=match.push_to_talk,
         )

@@ -28,8 +28,10 @@ from token_server import limits
 from token_server.models import AgentDispatchRequest, TokenRequest
 from token_server.roles import (
     CHANNEL_ATTRIBUTE,
+    PUSH_TO_TALK,
     RESERVED_ATTRIBUTE_PREFIXES,
     ROLE_ATTRIBUTE,
+    TURN_MODE_ATTRIBUTE,
     Channel,
     Role,
     is_reserved_attribute,
@@ -130,6 +132,8 @@ class PolicyConfig:
     allow_client_identities: bool = False
     # Authenticated identities whose tokens say kaiwa.role=staff.
     staff_identities: frozenset[str] = frozenset()
+    # Authenticated identities whose tokens say kaiwa.turn_mode=push_to_talk.
+    ptt_identities: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # Keeps "only allow-listed agents are ever dispatched" true for the default too.
@@ -150,6 +154,7 @@ def decide(
     *,
     authenticated_identity: str | None = None,
     staff_credential: bool = False,
+    push_to_talk_credential: bool = False,
     channel: Channel = Channel.LIVEKIT_CLIENT,
     new_suffix: Callable[[], str] = _random_suffix,
 ) -> Result:
@@ -202,6 +207,10 @@ def decide(
     # even if that check regressed these would still win.
     attributes[ROLE_ATTRIBUTE] = role.value
     attributes[CHANNEL_ATTRIBUTE] = channel.value
+    if push_to_talk_credential or (
+        authenticated_identity is not None and authenticated_identity in config.ptt_identities
+    ):
+        attributes[TURN_MODE_ATTRIBUTE] = PUSH_TO_TALK
 
     return Decision(
         identity=identity,

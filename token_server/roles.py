@@ -19,6 +19,10 @@ from typing import Final
 
 ROLE_ATTRIBUTE: Final = "kaiwa.role"
 CHANNEL_ATTRIBUTE: Final = "kaiwa.channel"
+# Set only for a push-to-talk credential (a reception counter with bystanders): the worker
+# then runs that call with the talk key, whatever its own KAIWA_TURN_MODE says.
+TURN_MODE_ATTRIBUTE: Final = "kaiwa.turn_mode"
+PUSH_TO_TALK: Final = "push_to_talk"
 
 # Attribute key prefixes a client may not set: LiveKit's and the agents framework's own
 # (lk.agent.state, lk.transcription_final, ...) and kaiwa's. Compared case-insensitively.
@@ -42,6 +46,11 @@ class Channel(StrEnum):
 
 def is_reserved_attribute(key: str) -> bool:
     return key.lower().startswith(RESERVED_ATTRIBUTE_PREFIXES)
+
+
+def push_to_talk_of(attributes: Mapping[str, str] | None) -> bool:
+    """Whether the token server made this participant's call push-to-talk."""
+    return (attributes or {}).get(TURN_MODE_ATTRIBUTE) == PUSH_TO_TALK
 
 
 def role_of(attributes: Mapping[str, str] | None) -> Role:

@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         description="Comma list of authenticated identities (proxy user or bearer key "
         "identity) whose tokens say kaiwa.role=staff. Everyone else is a caller.",
     )
+    ptt_identities: CommaList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("KAIWA_PTT_IDENTITIES", "ptt_identities"),
+        description="Comma list of authenticated identities (a reception counter's proxy "
+        "user or bearer key identity) whose tokens say kaiwa.turn_mode=push_to_talk: the "
+        "agent hears them only while their talk key is held. Bearer keys can say `ptt`.",
+    )
     max_sessions_per_identity: int = Field(
         default=3,
         ge=0,
@@ -208,6 +215,7 @@ class Settings(BaseSettings):
         "cors_origins",
         "trusted_proxies",
         "staff_identities",
+        "ptt_identities",
         mode="before",
     )(_split_commas)
 

@@ -55,12 +55,16 @@ def check_settings(settings: Settings, host: str | None = None) -> None:
         proxies = TrustedProxies(settings.trusted_proxies)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
-    for identity in settings.staff_identities:
-        if not _IDENTITY_RE.fullmatch(identity):
-            raise StartupError(
-                f"KAIWA_STAFF_IDENTITIES: {identity[:64]!r} is not a valid participant "
-                "identity (A-Z a-z 0-9 _ . @ + : -)"
-            )
+    for name, identities in (
+        ("KAIWA_STAFF_IDENTITIES", settings.staff_identities),
+        ("KAIWA_PTT_IDENTITIES", settings.ptt_identities),
+    ):
+        for identity in identities:
+            if not _IDENTITY_RE.fullmatch(identity):
+                raise StartupError(
+                    f"{name}: {identity[:64]!r} is not a valid participant "
+                    "identity (A-Z a-z 0-9 _ . @ + : -)"
+                )
     if settings.token_auth is AuthMode.BEARER and not bearer_keys:
         raise StartupError("KAIWA_TOKEN_AUTH=bearer needs at least one KAIWA_TOKEN_BEARER_KEYS")
     if (

@@ -267,10 +267,10 @@ class Worker(ManagedProcess):
 
 
 class TokenServer(ManagedProcess):
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *, name: str = "token-server") -> None:
         self.port = free_port()
         super().__init__(
-            "token-server",
+            name,
             [sys.executable, "-m", "token_server", "--host", "127.0.0.1", "--port", str(self.port)],
             env={**env, "PYTHONPATH": str(ROOT)},
             cwd=cwd,

@@ -104,3 +104,16 @@ async def test_open_mic_sessions_are_unchanged(clean_env: Path) -> None:
         assert sent(sess) == []
     finally:
         await sess.aclose()
+
+
+def test_a_signed_push_to_talk_credential_wins_for_any_role(clean_env: Path) -> None:
+    """Per participant: a counter's token says kaiwa.turn_mode=push_to_talk (signed by the
+    token server), so its call has the talk key on an open-mic worker, caller or staff."""
+    s = load_settings()
+    assert s.turn_mode == "auto"
+    counter = {"kaiwa.role": "caller", "kaiwa.turn_mode": "push_to_talk"}
+    assert push_to_talk_for(s, Access(role="caller", identity="counter-1"), counter)
+    assert push_to_talk_for(s, Access(role="staff", identity="clerk"), counter)
+    # anything else (missing, misspelt) is the worker's mode
+    for attributes in ({}, {"kaiwa.turn_mode": "auto"}, {"kaiwa.turn_mode": "PTT"}, None):
+        assert not push_to_talk_for(s, Access(role="caller", identity="c"), attributes)

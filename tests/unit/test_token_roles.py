@@ -8,7 +8,13 @@ import pytest
 
 from tests.unit.test_token_helpers import make_client, raw_claims
 from token_server.auth import BearerKey, parse_bearer_keys
-from token_server.roles import CHANNEL_ATTRIBUTE, ROLE_ATTRIBUTE, Role, role_of
+from token_server.roles import (
+    CHANNEL_ATTRIBUTE,
+    ROLE_ATTRIBUTE,
+    TURN_MODE_ATTRIBUTE,
+    Role,
+    role_of,
+)
 from token_server.startup import StartupError
 
 PROXY = {"token_auth": "proxy", "token_proxy_header": "X-Auth-User"}
@@ -163,3 +169,24 @@ def test_bad_bearer_key_settings_stop_the_server(value: str, message: str) -> No
 def test_bad_staff_identity_stops_the_server() -> None:
     with pytest.raises(StartupError, match="KAIWA_STAFF_IDENTITIES"):
         make_client(staff_identities="alice, not valid")
+
+
+def test_push_to_talk_credentials_are_signed() -> None:
+    """A counter with bystanders: its tokens say kaiwa.turn_mode=push_to_talk, from a bearer
+    key marked `ptt` or a listed identity; nobody else's do, and no client can ask for it."""
+    keys = "counter-key identity=counter-1 ptt, lobby-key identity=lobby, desk-key staff"
+    client = make_client(token_auth="bearer", token_bearer_keys=keys, ptt_identities="lobby")
+
+    def post(key: str, body: dict[str, Any] | None = None) -> Any:
+        return client.post("/token", json=body or {}, headers={"Authorization": f"Bearer {key}"})
+
+    for key in ("counter-key", "lobby-key"):
+        attributes = _attributes(post(key))
+        assert attributes[TURN_MODE_ATTRIBUTE] == "push_to_talk"
+        assert attributes[ROLE_ATTRIBUTE] == "caller"
+    assert TURN_MODE_ATTRIBUTE not in _attributes(post("desk-key"))
+    asked = post("desk-key", {"participant_attributes": {TURN_MODE_ATTRIBUTE: "push_to_talk"}})
+    assert asked.status_code == 403, asked.text
+    assert parse_bearer_keys("k ptt staff") == [BearerKey(b"k", None, True, True)]
+    with pytest.raises(StartupError, match="KAIWA_PTT_IDENTITIES"):
+        make_client(ptt_identities="not valid")
