@@ -26,7 +26,7 @@ import pytest
 from desk import Desk
 from tests.fakes.gemini_live import GeminiLiveFake
 from tests.fakes.gemini_live.conversation import FakeConversation
-from tests.support.browser import chromium, fake_mic_wav, find_chromium, in_ci
+from tests.support.browser import SCREENSHOTS, chromium, fake_mic_wav, find_chromium, in_ci
 from tests.support.responses import tool_output
 from tests.support.stack import (
     ROOT,
@@ -135,6 +135,11 @@ async def take_over(conv: FakeConversation) -> None:
     await conv.speak(text="Hello, this is kaiwa.", seconds=1.0, barge_in=False)
 
 
+async def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
 def page_errors(page: Page) -> list[str]:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
@@ -169,6 +174,7 @@ async def test_caller_page_confirm_and_decline(
         conv, "respond_to_quote", {"case_id": first, "decision": "approve"}
     )
     await shows(prompt, pid, summary)
+    await shot(page, "confirm-prompt-page")
     assert first in summary
     assert desk.get_case(first).status.value == "quoted"
     await prompt.locator("[data-answer=yes]").click()
@@ -235,6 +241,7 @@ async def test_widget_confirm_and_decline(
     # Confirm: set_quote only proposes; the quote is written after the press + confirm_action
     pid, summary = await propose(conv, "set_quote", {"case_id": case, "amount_yen": "55,000"})
     await shows(prompt, pid, summary)
+    await shot(page, "confirm-prompt-widget")
     assert "55,000 yen" in summary
     assert desk.get_case(case).quote_yen is None
     await page.locator("kaiwa-voice [part=confirm-yes]").click()
