@@ -22,10 +22,10 @@ from tests.fakes.gemini_live import GeminiLiveFake
 from tests.fakes.gemini_live.conversation import FakeConversation
 from tests.fakes.gemini_live.records import SetupInfo
 from tests.support.browser import chromium, fake_mic_wav, find_chromium, in_ci
+from tests.support.responses import tool_output as output
 from tests.support.stack import ARTIFACTS, ROOT, TokenServer, Worker
 
 from .conftest import fresh_conversation
-from .test_console import output
 
 try:
     from playwright.async_api import BrowserContext, Page, async_playwright, expect
