@@ -14,6 +14,7 @@ import {
 } from 'livekit-client';
 import { CaseCard } from './casecard';
 import { mountConfirmPrompt, type ConfirmPrompt } from './confirm_prompt';
+import { PTT_CSS, TalkKey } from './talk_key';
 import {
   ATTR_AGENT_STATE,
   ATTR_NOTICE,
@@ -211,6 +212,18 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+// push-to-talk: shown only when the agent runs this call with the talk key (a counter's
+// credential says so; the page cannot choose)
+const pttStyle = document.createElement('style');
+pttStyle.textContent = PTT_CSS;
+document.head.append(pttStyle);
+const talkKey = new TalkKey(
+  () => state.agentIdentity,
+  () => ({ idle: t('pttIdle'), held: t('pttHeld'), hint: t('pttHint') }),
+  { id: 'ptt' },
+);
+ui.interrupt.after(talkKey.button);
+
 // ---------------------------------------------------------------- session
 
 async function start(): Promise<void> {
@@ -228,7 +241,7 @@ async function start(): Promise<void> {
     const r = createRoom();
     wire(r);
     confirmPrompt = mountConfirmPrompt(ui.confirm, r);
-    room = window.kaiwa.room = r;
+    room = window.kaiwa.room = talkKey.room = r;
     await r.connect(token.server_url, token.participant_token);
     state.identity = r.localParticipant.identity;
     state.connection = 'connected';
@@ -322,6 +335,8 @@ async function teardown(): Promise<void> {
   r?.removeAllListeners();
   confirmPrompt?.destroy();
   confirmPrompt = undefined;
+  talkKey.setEnabled(false);
+  talkKey.room = undefined;
   meter.stop();
   ui.audioSink.replaceChildren();
   ui.previewCamera.srcObject = null;
@@ -416,6 +431,7 @@ function refreshAgent(r: Room): void {
     state.agentIdentity = agent.identity;
     state.tools = parseTools(agent.attributes[ATTR_TOOLS]);
     state.notice = parseNotice(agent.attributes[ATTR_NOTICE]);
+    talkKey.follow(agent.attributes);
     const pub = [...agent.audioTrackPublications.values()].find((p) => p.track);
     meter.setTrack('agent', pub?.track?.mediaStreamTrack);
   } else {
@@ -427,6 +443,7 @@ function refreshAgent(r: Room): void {
     state.agentIdentity = null;
     state.tools = [];
     state.notice = null;
+    talkKey.setEnabled(false);
     meter.setTrack('agent', undefined);
   }
   render();

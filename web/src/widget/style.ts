@@ -1,6 +1,6 @@
 // The widget's own styles (shadow DOM: nothing leaks into or out of the host page).
 // Hosts can size and place the element itself, set the custom properties below, or style
-// the parts (::part(panel|start|stop|mute|interrupt|state|tools|error|transcript), and the
+// the parts (::part(panel|start|stop|mute|interrupt|talk|state|tools|error|transcript), and the
 // confirmation prompt's confirm|confirm-summary|confirm-yes|confirm-no|confirm-result, whose
 // own styles come from src/confirm_prompt.ts).
 

@@ -17,6 +17,7 @@ import {
   parseTools,
 } from '../connection';
 import { mountConfirmPrompt, type ConfirmPrompt } from '../confirm_prompt';
+import { PTT_CSS, TalkKey } from '../talk_key';
 import { MAX_CONTEXT_BYTES, PROTOCOL_ATTRIBUTE, PROTOCOL_VERSION, RPC_ACTION, RPC_CONTEXT, RPC_DECLARE } from '../console/actions';
 import { t, type Key } from '../i18n';
 import { LevelMeter, type Levels } from '../levels';
@@ -109,13 +110,14 @@ export class KaiwaVoice extends HTMLElement {
   private contextTimer: number | undefined;
   private lastContext = '';
   private confirmPrompt?: ConfirmPrompt;
+  private readonly talkKey: TalkKey;
   private readonly confirmSlot: HTMLElement;
 
   constructor() {
     super();
     this.root = this.attachShadow({ mode: 'open' });
     const style = document.createElement('style');
-    style.textContent = WIDGET_CSS;
+    style.textContent = WIDGET_CSS + PTT_CSS;
     const tpl = document.createElement('template');
     tpl.innerHTML = TEMPLATE;
     this.root.append(style, tpl.content.cloneNode(true));
@@ -132,6 +134,13 @@ export class KaiwaVoice extends HTMLElement {
       audio: q('.audio'),
     };
     this.confirmSlot = q('.confirm-slot');
+    // push-to-talk when the agent runs this call with the talk key (the credential decides)
+    this.talkKey = new TalkKey(
+      () => this.state.agentIdentity,
+      () => ({ idle: t('pttIdle'), held: t('pttHeld'), hint: t('pttHint') }),
+      { className: 'ptt' },
+    );
+    this.el.interrupt.after(this.talkKey.button);
     this.el.start.textContent = t('start');
     this.el.stop.textContent = t('disconnect');
     this.el.interrupt.textContent = t('interrupt');
@@ -221,7 +230,7 @@ export class KaiwaVoice extends HTMLElement {
       const key = this.getAttribute('token-key') ?? '';
       const token = await fetchToken(this.getAttribute('token-url') || '/token', key ? { Authorization: `Bearer ${key}` } : {});
       const r = createRoom();
-      this.room = r;
+      this.room = this.talkKey.room = r;
       this.wire(r);
       // Confirm / Decline for the action the agent waits on (its kaiwa.confirmation)
       this.confirmPrompt = mountConfirmPrompt(this.confirmSlot, r);
@@ -250,6 +259,8 @@ export class KaiwaVoice extends HTMLElement {
     this.lastContext = '';
     this.confirmPrompt?.destroy();
     this.confirmPrompt = undefined;
+    this.talkKey.setEnabled(false);
+    this.talkKey.room = undefined;
     this.meter.stop();
     this.el.audio.replaceChildren();
     if (r) {
@@ -323,6 +334,7 @@ export class KaiwaVoice extends HTMLElement {
     this.state.agentIdentity = agent?.identity ?? null;
     this.state.agent = agent ? (agent.attributes[ATTR_AGENT_STATE] ?? 'initializing') : 'waiting';
     this.state.tools = parseTools(agent?.attributes[ATTR_TOOLS]);
+    this.talkKey.follow(agent?.attributes);
     if (!agent) this.state.declaredTo = null;
     else if (agent.attributes[PROTOCOL_ATTRIBUTE] === PROTOCOL_VERSION && this.state.declaredTo !== agent.identity) void this.declareTo(agent.identity);
     this.render();
