@@ -2,6 +2,7 @@
 
 `build_tools(settings)` returns everything the agent offers Gemini:
 - desk.py    the service desk (cases, confirmations, the slow lab example)
+- camera.py  a photo from the caller's camera, attached to a case
 - clock.py   the current date/time in KAIWA_TIMEZONE
 - screen.py  the caller's screen over LiveKit RPC (ui.py is the RPC contract)
 - page_actions.py / screen_context.py  actions a page declares (ui_* tools, per session)
@@ -21,13 +22,13 @@ from __future__ import annotations
 from livekit.agents import llm
 
 from ..settings import Settings
-from . import clock, desk, runtime, screen
+from . import camera, clock, desk, runtime, screen
 from .builtin import build_builtin_tools
 from .jobs import build_job_tools
 from .mcp import build_mcp_toolsets
 from .openapi import build_openapi_toolsets
 
-_PYTHON_TOOL_MODULES = (desk, clock, screen)
+_PYTHON_TOOL_MODULES = (desk, camera, clock, screen)
 
 
 def python_tools() -> list[llm.Tool]:

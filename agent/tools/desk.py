@@ -365,8 +365,8 @@ async def respond_to_quote(ctx: RunContext, case_id: str, decision: str) -> dict
 
 
 # ---------------------------------------------------------------- case operations
-# Attaching a file (a photo of the device) is by hand only, in the staff console: there
-# is no tool for it, since a voice call carries no file.
+# Attaching a file: by hand in the staff console, or by voice as a photo from the caller's
+# camera (camera.py).
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -526,5 +526,5 @@ TOOLS = [
     assign_technician,
     reopen_case,
     record_payment,
-    # no attach tool: attachments are by hand only (the console)
+    # attaching a photo by voice: camera.py (one frame of the caller's camera)
 ]

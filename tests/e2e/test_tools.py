@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import struct
 import time
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -313,3 +315,69 @@ async def test_mcp_openapi_and_builtin_tools_through_the_fake(
     assert price == {"part_no": "HEAD-3.5", "price": 42000, "currency": "JPY"}
     missing = await conv.call_tool("get_part_price", {"part_no": "NOPE"}, timeout=15)
     assert "found nothing" in missing.get("error", ""), missing
+
+
+async def test_a_photo_from_the_callers_camera_is_attached_by_voice(
+    session: tuple[Caller, Screen, FakeConversation], tools_db: Path
+) -> None:
+    """'Take a photo of the drive and attach it': one camera frame, stored as a PNG on the
+    case with history. Without a camera the model gets a sentence and nothing is stored."""
+    caller, _, conv = session
+    created = tool_output(
+        await conv.call_tool(
+            "create_case",
+            {"customer_name": "Mori Ken", "device_type": "HDD", "symptom": "dropped"},
+            timeout=15,
+        )
+    )
+    case_id = created["id"]
+
+    def attachments() -> list[tuple[str, str, bytes]]:
+        with sqlite3.connect(tools_db) as conn:
+            num = int(case_id.split("-")[1])
+            rows = conn.execute(
+                "SELECT name, content_type, data FROM attachments WHERE case_num = ?", (num,)
+            ).fetchall()
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    no_camera = await conv.call_tool("attach_camera_photo", {"case_id": case_id}, timeout=15)
+    assert "no camera picture" in str(no_camera.get("error", no_camera)), no_camera
+    assert attachments() == []
+
+    # the caller turns on a camera showing an orange picture
+    width, height = 320, 240
+    source = rtc.VideoSource(width, height)
+    track = rtc.LocalVideoTrack.create_video_track("camera", source)
+    opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA)
+    await caller.room.local_participant.publish_track(track, opts)
+    rgba = bytes([255, 128, 0, 255]) * (width * height)
+    frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, rgba)
+    stop = asyncio.Event()
+
+    async def film() -> None:
+        while not stop.is_set():
+            source.capture_frame(frame)
+            await asyncio.sleep(1 / 15)  # pacing: a 15 fps camera
+
+    filming = asyncio.create_task(film())
+    try:
+        done = tool_output(
+            await conv.call_tool("attach_camera_photo", {"case_id": case_id}, timeout=20)
+        )
+    finally:
+        stop.set()
+        await filming
+    assert done["saved"] is True and done["size"] == f"{width}x{height}", done
+    # and the camera reached Gemini too, as JPEG frames (the plugin needs Pillow for that)
+    seen = await conv.fake.wait_until(
+        lambda: conv.video_frames or None, timeout=10, what="a camera frame at Gemini"
+    )
+    assert seen[0].mime_type == "image/jpeg" and seen[0].size > 0, seen[0]
+    ((name, content_type, data),) = attachments()
+    assert name == done["attached"] and content_type == "image/png"
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = struct.unpack(">II", data[16:24])
+    assert (w, h) == (width, height)
+    pixels = zlib.decompress(data[data.index(b"IDAT") + 4 : data.index(b"IEND") - 8])
+    r, g, b = pixels[1 + 3 * (width // 2) : 4 + 3 * (width // 2)]  # row 0, middle pixel
+    assert r > 200 and 80 < g < 180 and b < 60, (r, g, b)  # orange, after the video codec

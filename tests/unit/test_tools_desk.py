@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from livekit.agents import ToolError
 
-from agent.tools import clock, confirm, desk, python_tools
+from agent.tools import camera, clock, confirm, desk, python_tools
 from tests.support.tools_harness import FakeSession, call, settings_for, use_services
 
 
@@ -244,9 +244,9 @@ def test_case_operation_tools_are_staff_only() -> None:
 
     names = {t.info.name for t in python_tools()}
     assert names >= {"update_contact", "assign_technician", "reopen_case", "record_payment"}
-    assert not any("attach" in n for n in names)  # attachments are by hand only
+    assert "attach_camera_photo" in names  # a photo by voice (a file: by hand, the console)
     for tool in (desk.update_contact, desk.assign_technician, desk.reopen_case,
-                 desk.record_payment):  # fmt: skip
+                 desk.record_payment, camera.attach_camera_photo):  # fmt: skip
         assert policy_of(tool).roles == ("staff",)
 
 
