@@ -11,12 +11,15 @@ at the console. Screenshots go to docs/console-queue.png and docs/console-detail
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import sqlite3
 import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -279,4 +282,54 @@ async def test_screenshots(console: Console) -> None:
     await console.act("ui_open_case", {"position": 2})
     await expect(page.locator("#detail")).to_be_visible()
     await page.screenshot(path=str(DOCS / "console-detail.png"))
+    assert console.errors == []
+
+
+async def test_filter_by_received_days_by_voice(console: Console, seeded_desk: Path) -> None:
+    """Voice: "show the cases received between ... and ...": ui_filter with from/to (the days in
+    the business's time zone), combined with what is on screen; a bad day is a sentence."""
+    page = console.page
+    zone = ZoneInfo(await page.evaluate("window.kaiwaConsole.state.timezone"))
+    with sqlite3.connect(seeded_desk) as conn:
+        opened = {
+            f"R-{num}": dt.datetime.fromisoformat(at).astimezone(zone).date().isoformat()
+            for num, at in conn.execute("SELECT num, created_at FROM cases")
+        }
+    days = sorted(opened.values())
+    day_from, day_to = days[len(days) // 4], days[len(days) // 2]
+    expected = {cid for cid, day in opened.items() if day_from <= day <= day_to}
+    assert 0 < len(expected) < len(opened) <= 100
+
+    result = await console.act("ui_filter", {"from": day_from, "to": day_to})
+    said = str(tool_output(result))
+    assert f"shows {len(expected)} case" in said and f"received {day_from} to {day_to}" in said
+    await expect(page.locator("#filter-from")).to_have_value(day_from)
+    await expect(page.locator("#filter-to")).to_have_value(day_to)
+    await expect(page.locator("#queue-body tr")).to_have_count(len(expected))
+    assert set(await visible_ids(page)) == expected
+    screen = await console.screen()
+    assert (screen["filters"]["from"], screen["filters"]["to"]) == (day_from, day_to)
+
+    # combined with a status: only the given filter changes
+    await console.act("ui_filter", {"status": "received"})
+    await expect(page.locator("#filter-status")).to_have_value("received")
+    await expect(page.locator("#filter-from")).to_have_value(day_from)
+    statuses = await page.locator("#queue-body tr [data-col=status] .status-badge").evaluate_all(
+        "els => els.map(e => e.dataset.status)"
+    )
+    assert set(statuses) <= {"received"}
+    assert set(await visible_ids(page)) <= expected
+
+    # a day that doesn't exist, a range backwards: sentences, and nothing changes
+    bad = await console.act("ui_filter", {"to": "2026-02-30"})
+    assert '"2026-02-30" is not a date' in bad.get("error", ""), bad
+    backwards = await console.act("ui_filter", {"from": day_to, "to": day_from})
+    if day_from != day_to:
+        assert "is after to" in backwards.get("error", ""), backwards
+    await expect(page.locator("#filter-to")).to_have_value(day_to)
+
+    # cleared by voice too
+    await console.act("ui_filter", {"status": "all", "from": "", "to": ""})
+    await expect(page.locator("#filter-from")).to_have_value("")
+    await expect(page.locator("#queue-body tr")).to_have_count(len(opened))
     assert console.errors == []

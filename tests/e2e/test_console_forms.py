@@ -61,9 +61,11 @@ def forms_desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     desk = Desk.open(path)
 
     def opened(when: dt.datetime, name: str, device: str) -> str:
-        return Desk(desk.store, clock=lambda: when).create_case(
-            customer_name=name, device_type=device, symptom="clicks"
-        ).id
+        return (
+            Desk(desk.store, clock=lambda: when)
+            .create_case(customer_name=name, device_type=device, symptom="clicks")
+            .id
+        )
 
     try:
         ids = {

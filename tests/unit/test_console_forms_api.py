@@ -29,9 +29,11 @@ NEW = {
 
 
 def opened_at(desk: Desk, when: dt.datetime, name: str, device: str = "HDD") -> str:
-    return Desk(desk.store, clock=lambda: when).create_case(
-        customer_name=name, device_type=device, symptom="clicks"
-    ).id
+    return (
+        Desk(desk.store, clock=lambda: when)
+        .create_case(customer_name=name, device_type=device, symptom="clicks")
+        .id
+    )
 
 
 @pytest.fixture
@@ -235,9 +237,7 @@ def test_date_range_shows_only_cases_opened_in_it(
         ("from=2026-03-09&to=2026-03-01", "from", "is after the 'to' date"),
     ],
 )
-def test_bad_dates_are_sentences(
-    client: TestClient, query: str, field: str, sentence: str
-) -> None:
+def test_bad_dates_are_sentences(client: TestClient, query: str, field: str, sentence: str) -> None:
     answer = client.get(f"/api/console/cases?{query}")
     assert answer.status_code == 400
     body = answer.json()

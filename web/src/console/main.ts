@@ -630,7 +630,7 @@ function rowEl(r: Row, i: number): HTMLElement {
     ['quote_yen', r.quote_yen === null ? '—' : formatYen(r.quote_yen)],
     ['return_date', r.return_date ? formatDate(r.return_date) : '—'],
     ['created_at', formatDay(r.created_at)],
-    ['updated_at', formatDate(r.updated_at)],
+    ['updated_at', formatDay(r.updated_at)], // the day; the time is in the title and the history
   ];
   for (const [key, text] of cells) {
     const td = document.createElement('td');
@@ -642,6 +642,7 @@ function rowEl(r: Row, i: number): HTMLElement {
       badge.textContent = text;
       td.append(badge);
     } else td.textContent = text;
+    if (key === 'updated_at') td.title = formatDate(r.updated_at);
     tr.append(td);
   }
   tr.addEventListener('click', () => {
