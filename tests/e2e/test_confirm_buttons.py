@@ -274,3 +274,43 @@ async def test_widget_confirm_and_decline(
     assert errors == []
     await page.close()
     desk.close()
+
+
+async def test_console_confirm(
+    browser: BrowserContext,
+    staff_token_server: TokenServer,
+    worker: Worker,
+    gemini: GeminiLiveFake,
+    desk_db: Path,
+) -> None:
+    """The staff console mounts the same prompt: a quote proposed by voice is written only
+    after the clerk's Confirm (and the model's confirm_action)."""
+    desk = Desk.open(desk_db)
+    case = quoted_case(desk, "Console Watanabe", "070-1357-2468", None)
+    page = await browser.new_page()
+    errors = page_errors(page)
+    await page.add_init_script(f"sessionStorage.setItem('kaiwa.console.key', '{STAFF_KEY}')")
+    await page.goto(f"{staff_token_server.url}/console")
+    await page.wait_for_function(
+        "() => window.kaiwaConsole && window.kaiwaConsole.ready", timeout=15_000
+    )
+    since = time.monotonic()
+    await page.click("#voice-start")
+    conv = await fresh_conversation(gemini, since, timeout=30)
+    await take_over(conv)
+    prompt = page.locator("#confirm .kaiwa-confirm")
+
+    pid, summary = await propose(conv, "set_quote", {"case_id": case, "amount_yen": "42,000"})
+    await shows(prompt, pid, summary)
+    assert desk.get_case(case).quote_yen is None
+    await prompt.locator("[data-answer=yes]").click()
+    assert f"confirm_action with confirmation_id {pid}" in await told(conv, pid)
+    assert desk.get_case(case).quote_yen is None  # the press alone changes nothing
+    await conv.call_tool("confirm_action", {"confirmation_id": pid}, timeout=20)
+    await until(lambda: desk.get_case(case).quote_yen == 42_000, "the quote")
+    await expect(prompt.locator(".kaiwa-confirm-box")).to_be_hidden(timeout=10_000)
+    await page.click("#voice-stop")
+    await expect(prompt).to_have_count(0)  # unmounted with the call
+    assert errors == []
+    await page.close()
+    desk.close()

@@ -28,7 +28,8 @@ import { callHeader, callRowEl, caseCallsEl, renderCallDetail, type CallDetail, 
 import { applyConsoleText, ct, deviceName, type CKey } from './i18n';
 import { JOBS_CSS, JobsPanel, TOPIC_JOBS } from '../jobs/panel';
 import { CASE_OPS_CSS, CaseOps, type OpsCase } from './caseops';
-import { ATTR_TURN_MODE, PTT_CSS, TalkKey } from './ptt';
+import { mountConfirmPrompt, type ConfirmPrompt } from '../confirm_prompt';
+import { PTT_CSS, TalkKey } from '../talk_key';
 import { NewCaseForm } from './newcase';
 
 // ---------------------------------------------------------------- types and state
@@ -199,12 +200,19 @@ document.head.append(jobsStyle);
 const jobs = new JobsPanel(document.getElementById('jobs') ?? document.createElement('section'));
 jobs.agentIdentity = () => state.agentIdentity;
 const transcript = new Transcript(ui.transcript);
-// push-to-talk (the worker's KAIWA_TURN_MODE): a hold-to-talk button beside "End voice"
+// push-to-talk (the credential's or the worker's mode): a hold-to-talk button beside "End voice"
 const pttStyle = document.createElement('style');
 pttStyle.textContent = PTT_CSS;
 document.head.append(pttStyle);
-const talkKey = new TalkKey(() => state.agentIdentity);
+const talkKey = new TalkKey(
+  () => state.agentIdentity,
+  () => ({ idle: ct('pttIdle'), held: ct('pttHeld'), hint: ct('pttHint') }),
+  { id: 'ptt' },
+);
 ui.voiceStop.after(talkKey.button);
+// Confirm / Decline for the action the agent waits on (its kaiwa.confirmation), per call
+const confirmSlot = document.getElementById('confirm') ?? document.createElement('div');
+let confirmPrompt: ConfirmPrompt | undefined;
 
 // ---------------------------------------------------------------- data
 
@@ -969,6 +977,7 @@ async function startVoice(): Promise<void> {
     window.kaiwaConsole.room = r;
     wire(r);
     talkKey.room = r;
+    confirmPrompt = mountConfirmPrompt(confirmSlot, r);
     await r.connect(token.server_url, token.participant_token);
     state.voice = 'on';
     refreshAgent(r);
@@ -989,6 +998,8 @@ async function stopVoice(): Promise<void> {
   window.kaiwaConsole.room = undefined;
   talkKey.setEnabled(false);
   talkKey.room = undefined;
+  confirmPrompt?.destroy();
+  confirmPrompt = undefined;
   Object.assign(state, { voice: 'off', agent: 'absent', agentIdentity: null, tools: [], declaredTo: null });
   ui.audioSink.replaceChildren();
   if (r) {
@@ -1027,7 +1038,7 @@ function refreshAgent(r: Room): void {
   state.agentIdentity = agent?.identity ?? null;
   state.agent = agent ? (agent.attributes[ATTR_AGENT_STATE] ?? 'initializing') : 'waiting';
   state.tools = parseTools(agent?.attributes[ATTR_TOOLS]);
-  talkKey.setEnabled(agent?.attributes[ATTR_TURN_MODE] === 'push_to_talk');
+  talkKey.follow(agent?.attributes);
   if (!agent) state.declaredTo = null;
   else if (agent.attributes[PROTOCOL_ATTRIBUTE] === PROTOCOL_VERSION && state.declaredTo !== agent.identity) void declareTo(agent.identity);
   render();
