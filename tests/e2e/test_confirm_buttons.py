@@ -26,7 +26,7 @@ import pytest
 from desk import Desk
 from tests.fakes.gemini_live import GeminiLiveFake
 from tests.fakes.gemini_live.conversation import FakeConversation
-from tests.support.browser import SCREENSHOTS, chromium, fake_mic_wav, find_chromium, in_ci
+from tests.support.browser import SCREENSHOTS, chromium, fake_mic_wav, require_chromium
 from tests.support.responses import tool_output
 from tests.support.stack import (
     ROOT,
@@ -49,26 +49,11 @@ except ImportError:  # pragma: no cover - the dev extra installs it
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
-DIST = ROOT / "web" / "dist"
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: browser tests must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def chromium_path() -> str:
-    if async_playwright is None:
-        _unavailable("python playwright is not installed")
-    path = find_chromium()
-    if path is None:
-        _unavailable("chromium not found (apt-get install chromium, or set CHROMIUM)")
-    if not (DIST / "index.html").is_file() or not (DIST / "widget.js").is_file():
-        _unavailable("web/dist is not built (make web)")
-    assert path is not None
-    return path
+    return require_chromium("index.html", "widget.js")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from desk import Desk
-from tests.support.browser import chromium, fake_mic_wav, find_chromium, in_ci
+from tests.support.browser import chromium, fake_mic_wav, require_chromium
 from tests.support.stack import ROOT, LiveKitServer, TokenServer, worker_env
 
 from .conftest import AGENT_NAME
@@ -30,28 +30,13 @@ except ImportError:  # pragma: no cover - the dev extra installs it
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
-DIST = ROOT / "web" / "dist"
 STAFF_KEY = "console-forms-staff-key-0123456789"
 UTC = dt.UTC
 
 
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: browser tests must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def chromium_path() -> str:
-    if async_playwright is None:
-        _unavailable("python playwright is not installed")
-    path = find_chromium()
-    if path is None:
-        _unavailable("chromium not found (apt-get install chromium, or set CHROMIUM)")
-    if not (DIST / "console.html").is_file():
-        _unavailable("web/dist/console.html is not built (make web)")
-    assert path is not None
-    return path
+    return require_chromium("console.html")
 
 
 @pytest.fixture(scope="module")

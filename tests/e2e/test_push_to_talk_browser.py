@@ -17,7 +17,7 @@ import pytest
 
 from tests.fakes.gemini_live import GeminiLiveFake
 from tests.fakes.gemini_live.conversation import FakeConversation
-from tests.support.browser import chromium, fake_mic_wav, find_chromium, in_ci
+from tests.support.browser import chromium, fake_mic_wav, require_chromium
 from tests.support.stack import ROOT, LiveKitServer, TokenServer, Worker, worker_env
 
 from .conftest import AGENT_NAME, fresh_conversation
@@ -31,28 +31,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 AGENT = "kaiwa-ptt-browser"
 SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
-DIST = ROOT / "web" / "dist"
 STAFF_KEY = "ptt-test-staff-key-0123456789"
 COUNTER = "counter-1"  # the reception counter's identity, set by the (simulated) proxy
 
 
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: browser tests must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def chromium_path() -> str:
-    if async_playwright is None:
-        _unavailable("python playwright is not installed")
-    path = find_chromium()
-    if path is None:
-        _unavailable("chromium not found (apt-get install chromium, or set CHROMIUM)")
-    if not (DIST / "console.html").is_file():
-        _unavailable("web/dist/console.html is not built (make web)")
-    assert path is not None
-    return path
+    return require_chromium("index.html", "console.html", "widget.js")
 
 
 @pytest.fixture(scope="module")

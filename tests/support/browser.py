@@ -44,6 +44,33 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+def require_chromium(*built: str) -> str:
+    """Chromium's path for a browser test module, once playwright, chromium and the named
+    files of the web build (under web/dist) are there. Missing: a skip, but under CI=true
+    a failure (browser tests must run in CI)."""
+    import importlib.util
+
+    import pytest
+
+    from tests.support.stack import ROOT
+
+    def unavailable(reason: str) -> None:
+        if in_ci():
+            pytest.fail(f"{reason} (CI=true: browser tests must run)")
+        pytest.skip(reason)
+
+    if importlib.util.find_spec("playwright") is None:
+        unavailable("python playwright is not installed")
+    path = find_chromium()
+    if path is None:
+        unavailable("chromium not found (apt-get install chromium, or set CHROMIUM)")
+    missing = [name for name in built if not (ROOT / "web" / "dist" / name).is_file()]
+    if missing:
+        unavailable(f"web/dist/{missing[0]} is not built (make web)")
+    assert path is not None
+    return path
+
+
 def find_chromium() -> str | None:
     """`CHROMIUM`, else chromium on PATH, else /usr/bin/chromium; None if none exists."""
     for candidate in (
